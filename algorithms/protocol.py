@@ -171,6 +171,9 @@ class Program(ABC):
     """A reasoning program: ``run`` it with a context, ask ``answer`` at any time."""
 
     name: str = "program"
+    max_samples: int | None = None
+    """Most generation calls the program will make (None: open-ended). The runtime caps the
+    query at this and measures tokens saved against it."""
 
     @abstractmethod
     async def run(self, ctx: Context) -> None:

@@ -9,13 +9,25 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
 from algorithms.protocol import ChatMessage, Completion, GenerateRequest, QueryInfo
 
-__all__ = ["Backend", "Capacity", "EngineRequest", "Scorer"]
+__all__ = ["Backend", "Capacity", "EngineRequest", "Scorer", "UsageMeter"]
+
+
+@dataclass(slots=True)
+class UsageMeter:
+    """Tokens a request has cost so far; backends keep it current while it runs.
+
+    A cancelled request raises instead of returning a :class:`Completion`, so this is where
+    the tokens it consumed before the abort are read from.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +39,8 @@ class EngineRequest:
     request: GenerateRequest
     priority: int = 0
     """Engine priority, vLLM convention: lower runs first. Backends map it to their engine's."""
+    meter: UsageMeter = field(default_factory=UsageMeter, compare=False)
+    """Updated by the backend as tokens are produced (exact figures once it completes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +67,8 @@ class Backend(ABC):
     async def generate(self, request: EngineRequest) -> Completion:
         """Run ``request`` to completion and return it.
 
-        Calls ``request.request.on_text`` with each text delta when it is set.
+        Calls ``request.request.on_text`` with each text delta when it is set, and keeps
+        ``request.meter`` current (so a cancelled request's cost is still known).
         Cancelling the awaiting task aborts the request in the engine.
         Raises :class:`~dynasor.EngineError` (or a subclass) on engine failures.
         """
@@ -62,7 +77,7 @@ class Backend(ABC):
         """The engine's batch limits if the backend knows them (the scheduler's default)."""
         return None
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027  (optional hook)
         """Release connections and background tasks."""
 
     async def __aenter__(self) -> Self:
@@ -89,5 +104,5 @@ class Scorer(ABC):
     ) -> list[float]:
         """One reward per response, higher is better, in response order."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027  (optional hook)
         """Release resources."""

@@ -1,0 +1,427 @@
+"""A simulated continuous-batching engine, event-driven so it runs at millions of tokens/s.
+
+Model: iteration-level batching as in vLLM. Each iteration decodes one token for every
+running sequence; sequences admitted before it also prefill their prompt in it. One
+iteration costs (see ``profiles.json``)::
+
+    step_base_s + step_per_seq_s * b + step_per_context_token_s * context + prefill_per_token_s * prefill
+
+Admission takes the waiting queue in priority order (lower first, then arrival) while
+``max_num_seqs`` and the KV cache allow; when the KV cache fills, the worst-priority running
+sequence is preempted (recomputed later, as vLLM v1 does), and a waiting sequence with
+strictly better priority preempts the worst running one. Aborting a sequence frees it at
+once: it generates no further token.
+
+Instead of stepping every iteration, the engine plans a *segment*: the iterations until the
+next sequence finishes or the KV cache fills. With ``b`` sequences and ``C`` context tokens
+the ``i``-th iteration of a segment costs ``A + B*i`` (``B = step_per_context_token_s * b``, the
+context growing by ``b`` each step), so a segment's duration and how many iterations fit in a
+span of time have closed forms. Arrivals and aborts cut a segment at the last iteration
+boundary. All times are the event loop's, so the same engine runs in real or virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import json
+import math
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+from algorithms.protocol import Completion
+from certaindex import approx_tokens
+from dynasor.engine.base import Backend, Capacity, EngineRequest
+from dynasor.engine.sources import Source, SyntheticSource, prompt_text
+
+__all__ = ["CostProfile", "SimBackend", "SimEngine", "SimSequence", "load_profile", "profile_names"]
+
+# Tolerance when matching elapsed time to iteration boundaries; far below any step time.
+_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class CostProfile:
+    """Per-iteration cost model and limits of a simulated engine (see ``profiles.json``)."""
+
+    name: str
+    step_base_s: float
+    step_per_seq_s: float
+    step_per_context_token_s: float
+    prefill_per_token_s: float
+    max_num_seqs: int
+    kv_tokens: int
+    description: str = ""
+    source: str = ""
+
+    def step_time(self, running: int, context_tokens: int, prefill_tokens: int = 0) -> float:
+        """Seconds one iteration takes."""
+        return (
+            self.step_base_s
+            + self.step_per_seq_s * running
+            + self.step_per_context_token_s * context_tokens
+            + self.prefill_per_token_s * prefill_tokens
+        )
+
+
+def _profiles_file() -> dict[str, dict[str, object]]:
+    text = resources.files("dynasor.engine").joinpath("profiles.json").read_text()
+    return json.loads(text)["profiles"]
+
+
+def profile_names() -> list[str]:
+    """Names of the bundled cost profiles."""
+    return sorted(_profiles_file())
+
+
+def load_profile(name_or_path: str | Path) -> CostProfile:
+    """A bundled profile by name, or one profile from a JSON file (``{"name": ..., ...}``)."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.exists():
+        entry = json.loads(path.read_text())
+        name = str(entry.get("name", path.stem))
+    else:
+        profiles = _profiles_file()
+        if str(name_or_path) not in profiles:
+            raise ValueError(f"Unknown cost profile {str(name_or_path)!r} (choose from {', '.join(sorted(profiles))})")
+        name, entry = str(name_or_path), profiles[str(name_or_path)]
+    known = {f.name for f in fields(CostProfile)} - {"name"}
+    return CostProfile(name=name, **{k: v for k, v in entry.items() if k in known})  # type: ignore[arg-type]
+
+
+@dataclass(eq=False)
+class SimSequence:
+    """One request inside the simulated engine."""
+
+    id: int
+    priority: int
+    prompt_tokens: int
+    target_tokens: int
+    """Tokens it will generate before it stops (its natural length capped by max_tokens)."""
+    generated: int = 0
+    """Tokens generated before its current admission (kept across preemption)."""
+    admitted_at: int = -1
+    """Engine iteration it was last admitted at (-1: waiting)."""
+    finish_at: int = -1
+    """Engine iteration it will finish at if it keeps running."""
+    preemptions: int = 0
+    aborted: bool = False
+    done: asyncio.Future[int] | None = field(default=None, repr=False)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.priority, self.id)
+
+
+class SimEngine:
+    """The simulated engine. :meth:`run` one sequence at a time from as many tasks as you like."""
+
+    def __init__(self, profile: CostProfile, *, max_num_seqs: int | None = None, kv_tokens: int | None = None) -> None:
+        self.profile = profile
+        self.max_num_seqs = max_num_seqs or profile.max_num_seqs
+        self.kv_tokens = kv_tokens or profile.kv_tokens
+        self._ids = itertools.count()
+        self._waiting: list[tuple[tuple[int, int], SimSequence]] = []
+        self._running: dict[int, SimSequence] = {}
+        self._finish: list[tuple[int, int, SimSequence]] = []
+        self.iteration = 0
+        self._context = 0
+        """Prompt + generated tokens of the running sequences (= KV cache in use)."""
+        self._prefill = 0
+        """Prompt tokens admitted since the last committed iteration."""
+        self._segment_start = 0.0
+        self._segment_started = False
+        self._wakeup: asyncio.Future[None] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        # Counters for tests, metrics and benchmarks.
+        self.tokens_generated = 0
+        self.prompt_tokens_prefilled = 0
+        self.iterations_run = 0
+        self.busy_time = 0.0
+        self.preemptions = 0
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    async def run(self, prompt_tokens: int, target_tokens: int, priority: int = 0) -> int:
+        """Queue a sequence and wait until it has generated ``target_tokens`` tokens.
+
+        Returns the tokens generated. Cancelling the caller aborts the sequence.
+        """
+        seq = self.submit(prompt_tokens, target_tokens, priority)
+        assert seq.done is not None
+        try:
+            return await seq.done
+        finally:
+            if not seq.done.done() or seq.done.cancelled():
+                self.abort(seq)
+
+    def submit(self, prompt_tokens: int, target_tokens: int, priority: int = 0) -> SimSequence:
+        """Queue a sequence; await ``seq.done`` for its generated-token count."""
+        if target_tokens < 1:
+            raise ValueError(f"target_tokens must be >= 1, got {target_tokens}")
+        loop = asyncio.get_running_loop()
+        seq = SimSequence(next(self._ids), priority, max(prompt_tokens, 1), target_tokens)
+        seq.done = loop.create_future()
+        heapq.heappush(self._waiting, (seq.order, seq))
+        self._ensure_loop()
+        self._wake()
+        return seq
+
+    def abort(self, seq: SimSequence) -> int:
+        """Stop ``seq`` now; returns the tokens it generated (it generates none afterwards)."""
+        if seq.aborted or (seq.done is not None and seq.done.done() and not seq.done.cancelled()):
+            return self.generated(seq)
+        self._commit(asyncio.get_running_loop().time())
+        seq.aborted = True
+        if seq.admitted_at >= 0:
+            self._evict(seq)
+        if seq.done is not None and not seq.done.done():
+            seq.done.cancel()
+        self._wake()
+        return seq.generated
+
+    def generated(self, seq: SimSequence) -> int:
+        """Tokens ``seq`` has generated up to the last committed iteration."""
+        if seq.admitted_at >= 0:
+            return seq.generated + self.iteration - seq.admitted_at
+        return seq.generated
+
+    async def aclose(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+
+    # -- the engine loop ---------------------------------------------------------------------
+
+    def _ensure_loop(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.get_running_loop().create_task(self._engine_loop(), name="sim-engine")
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def _engine_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            self._commit(now)
+            self._admit()
+            if not self._running:
+                self._segment_started = False
+                await self._sleep(None)
+                continue
+            if not self._segment_started:
+                self._segment_start, self._segment_started = now, True
+            iterations = self._plan()
+            end = self._segment_start + self._duration(iterations)
+            if end > now:
+                await self._sleep(end)
+
+    async def _sleep(self, until: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._wakeup = loop.create_future()
+        handle = None
+        if until is not None:
+            handle = loop.call_at(until, self._wake)
+        try:
+            await self._wakeup
+        finally:
+            if handle is not None:
+                handle.cancel()
+            self._wakeup = None
+
+    def _next_finish(self) -> int:
+        """Iteration at which the next running sequence finishes (drops stale heap entries)."""
+        while True:
+            finish_at, _, seq = self._finish[0]
+            if seq.admitted_at >= 0 and seq.finish_at == finish_at:
+                return finish_at
+            heapq.heappop(self._finish)
+
+    def _plan(self) -> int:
+        """Iterations until the next event: a sequence finishes or the KV cache fills."""
+        until_finish = self._next_finish() - self.iteration
+        until_full = (self.kv_tokens - self._context) // len(self._running)
+        return max(1, min(until_finish, until_full))
+
+    def _coefficients(self) -> tuple[float, float, float]:
+        p, b = self.profile, len(self._running)
+        first = p.prefill_per_token_s * self._prefill
+        a = p.step_base_s + p.step_per_seq_s * b + p.step_per_context_token_s * self._context
+        return first, a, p.step_per_context_token_s * b
+
+    def _duration(self, iterations: int) -> float:
+        first, a, b = self._coefficients()
+        return first + iterations * a + b * iterations * (iterations - 1) / 2
+
+    def _iterations_within(self, elapsed: float) -> int:
+        """Largest j with duration(j) <= elapsed (0 when not even one iteration fits)."""
+        first, a, b = self._coefficients()
+        budget = elapsed - first
+        if budget <= 0:
+            return 0
+        if b == 0:
+            j = int(budget / a) if a > 0 else 1 << 30
+        else:
+            half = a - b / 2
+            j = int((-half + math.sqrt(half * half + 2 * b * budget)) / b)
+        while j > 0 and self._duration(j) > elapsed + _EPS:
+            j -= 1
+        while self._duration(j + 1) <= elapsed + _EPS:
+            j += 1
+        return j
+
+    def _commit(self, now: float) -> None:
+        """Apply the iterations completed since the segment began, then finish sequences."""
+        if not self._running or not self._segment_started:
+            return
+        elapsed = now - self._segment_start
+        done = min(self._iterations_within(elapsed), self._next_finish() - self.iteration)
+        if done <= 0:
+            return
+        spent = self._duration(done)
+        b = len(self._running)
+        self.iteration += done
+        self._context += b * done
+        self.tokens_generated += b * done
+        self.prompt_tokens_prefilled += self._prefill
+        self._prefill = 0
+        self.iterations_run += done
+        self.busy_time += spent
+        self._segment_start += spent
+        while self._finish and self._finish[0][0] <= self.iteration:
+            finish_at, _, seq = heapq.heappop(self._finish)
+            if seq.admitted_at < 0 or seq.finish_at != finish_at:
+                continue  # stale entry of a preempted or aborted sequence
+            self._evict(seq)
+            if seq.done is not None and not seq.done.done():
+                seq.done.set_result(seq.generated)
+
+    def _admit(self) -> None:
+        # The next iteration needs one KV slot per running sequence: make room first.
+        while len(self._running) > 1 and self._context + len(self._running) > self.kv_tokens:
+            self._preempt(self._worst_running())
+        while self._waiting:
+            _, seq = self._waiting[0]
+            if seq.aborted:
+                heapq.heappop(self._waiting)
+                continue
+            need = seq.prompt_tokens + seq.generated + 1
+            if len(self._running) < self.max_num_seqs and self._context + need <= self.kv_tokens:
+                heapq.heappop(self._waiting)
+                self._start(seq)
+                continue
+            if not self._running:  # alone and still too big: run it, the cache is all its own
+                heapq.heappop(self._waiting)
+                self._start(seq)
+                continue
+            worst = self._worst_running()
+            if seq.order < worst.order:
+                self._preempt(worst)
+                continue
+            break
+
+    def _start(self, seq: SimSequence) -> None:
+        # A sequence admitted mid-segment joins at the last committed iteration boundary.
+        seq.admitted_at = self.iteration
+        seq.finish_at = self.iteration + seq.target_tokens - seq.generated
+        self._running[seq.id] = seq
+        tokens = seq.prompt_tokens + seq.generated
+        self._context += tokens
+        self._prefill += tokens
+        heapq.heappush(self._finish, (seq.finish_at, seq.id, seq))
+
+    def _evict(self, seq: SimSequence) -> None:
+        """Take a running sequence out, keeping what it generated."""
+        seq.generated += self.iteration - seq.admitted_at
+        self._context -= seq.prompt_tokens + seq.generated
+        seq.admitted_at = -1
+        del self._running[seq.id]
+        if not self._running:
+            self._segment_started = False
+
+    def _preempt(self, seq: SimSequence) -> None:
+        self._evict(seq)
+        seq.preemptions += 1
+        self.preemptions += 1
+        heapq.heappush(self._waiting, (seq.order, seq))
+
+    def _worst_running(self) -> SimSequence:
+        return max(self._running.values(), key=lambda s: s.order)
+
+
+class SimBackend(Backend):
+    """The simulated engine behind the backend interface, its content from a :class:`Source`.
+
+    Text arrives in one piece when the request finishes (``on_text`` is called once).
+    Stop strings cut the drafted text at their first occurrence; ``max_tokens`` truncates
+    it in proportion (``finish_reason="length"``).
+    """
+
+    def __init__(
+        self,
+        profile: str | CostProfile = "h100-llama3-8b",
+        source: Source | None = None,
+        *,
+        seed: int = 0,
+        max_num_seqs: int | None = None,
+        kv_tokens: int | None = None,
+        model: str = "dynasor-sim",
+    ) -> None:
+        self.profile = profile if isinstance(profile, CostProfile) else load_profile(profile)
+        self.engine = SimEngine(self.profile, max_num_seqs=max_num_seqs, kv_tokens=kv_tokens)
+        self.source = source if source is not None else SyntheticSource(seed=seed)
+        self.model = model
+
+    def capacity(self) -> Capacity:
+        return Capacity(max_seqs=self.engine.max_num_seqs, max_kv_tokens=self.engine.kv_tokens)
+
+    async def generate(self, request: EngineRequest) -> Completion:
+        params = request.request
+        draft = self.source.draft(request)
+        text, tokens = draft.text, max(draft.tokens, 1)
+        finish: str = "stop"
+        for stop in params.stop:
+            cut = text.find(stop)
+            if cut >= 0:
+                tokens = max(1, tokens * cut // max(len(text), 1))
+                text = text[:cut]
+        if tokens > params.max_tokens:
+            text = text[: len(text) * params.max_tokens // tokens]
+            tokens, finish = params.max_tokens, "length"
+        prompt_tokens = draft.prompt_tokens or max(approx_tokens(prompt_text(params.prompt)), 1)
+        request.meter.prompt_tokens = prompt_tokens
+        seq = self.engine.submit(prompt_tokens, tokens, request.priority)
+        assert seq.done is not None
+        try:
+            generated = await seq.done
+        except asyncio.CancelledError:
+            request.meter.completion_tokens = self.engine.abort(seq)
+            raise
+        request.meter.completion_tokens = generated
+        if params.on_text is not None:
+            params.on_text(text)
+        return Completion(
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=generated,
+            finish_reason=finish,  # type: ignore[arg-type]
+            meta=draft.meta,
+        )
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()

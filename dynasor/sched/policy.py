@@ -1,0 +1,159 @@
+"""Gang-ordering policies: each decides order only, behind one small interface.
+
+The scheduler keeps waiting gangs in a heap on ``policy.key(gang)``; a key must not change
+while the gang waits, so a heap stays valid. Aging that grows linearly with waiting time,
+``work - a * (now - arrival)``, orders exactly like the time-invariant ``work + a * arrival``,
+which is what :class:`DynasorPolicy` uses.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from dynasor._exceptions import PolicyError
+
+if TYPE_CHECKING:
+    from dynasor.sched.scheduler import Gang
+
+__all__ = [
+    "POLICIES",
+    "DynasorPolicy",
+    "FCFSPolicy",
+    "GangPolicy",
+    "LeastAttainedServicePolicy",
+    "QueryFCFSPolicy",
+    "QueryStats",
+    "make_policy",
+]
+
+
+@dataclass(eq=False)
+class QueryStats:
+    """What policies may know of a query; the runtime keeps it current."""
+
+    id: str
+    arrival: float
+    """Loop time the query was admitted."""
+    deadline: float | None = None
+    """Absolute loop time by which the query should finish (None: no SLO)."""
+    max_samples: int | None = None
+    max_tokens: int | None = None
+    samples: int = 0
+    """Completed sub-requests."""
+    attained_tokens: int = 0
+    """Completion tokens generated for the query so far (its attained service)."""
+    steps: int = 0
+    certaindex: float = 0.0
+    """Latest reported certaindex (0 before the first report)."""
+    demoted: bool = False
+    """Set by the allocator for queries that look hopeless."""
+
+    def mean_request_tokens(self, prior: float) -> float:
+        """Observed completion tokens per sub-request, ``prior`` before any finished."""
+        return self.attained_tokens / self.samples if self.samples else prior
+
+
+class GangPolicy(ABC):
+    """Orders waiting gangs. Lower keys dispatch first; ties go to the earlier submission."""
+
+    name: ClassVar[str]
+    split_gangs: ClassVar[bool] = False
+    """True for per-request policies: a gang's requests are queued and dispatched one by one."""
+
+    @abstractmethod
+    def key(self, gang: Gang) -> tuple[float, ...]:
+        """Sort key of ``gang``, fixed while it waits."""
+
+
+class FCFSPolicy(GangPolicy):
+    """Per request, in arrival order: what a plain engine does (the baseline)."""
+
+    name = "fcfs"
+    split_gangs = True
+
+    def key(self, gang: Gang) -> tuple[float, ...]:
+        return (gang.submitted,)
+
+
+class QueryFCFSPolicy(GangPolicy):
+    """Per query, in query arrival order (Parrot-like application FIFO)."""
+
+    name = "query-fcfs"
+
+    def key(self, gang: Gang) -> tuple[float, ...]:
+        return (gang.query.arrival, gang.submitted)
+
+
+class LeastAttainedServicePolicy(GangPolicy):
+    """Program-level least attained service (Autellix PLAS): least tokens so far first."""
+
+    name = "las"
+
+    def key(self, gang: Gang) -> tuple[float, ...]:
+        return (gang.query.attained_tokens, gang.query.arrival)
+
+
+@dataclass
+class DynasorPolicy(GangPolicy):
+    r"""Gang + shortest predicted remaining work + aging.
+
+    .. math:: \text{key} = W \cdot (1 - c) + P_\text{demoted} + a \cdot t_\text{arrival}
+
+    where the remaining work ``W`` is the query's remaining sample budget times its observed
+    tokens per sample (the gang's ``max_tokens`` before any finished), ``c`` its latest
+    certaindex (a query near certainty is near its exit), ``a`` the aging rate in tokens per
+    second of waiting: a query that has waited ``W / a`` seconds outranks any newcomer, so no
+    query starves.
+    """
+
+    name: ClassVar[str] = "dynasor"
+    aging: float = 50.0
+    """Tokens of predicted work forgiven per second since arrival."""
+    demotion_penalty: float = 1e6
+    """Work added for demoted (hopeless) queries: served after every healthy one of similar age."""
+    unbounded_requests: int = 8
+    """Remaining sub-requests assumed for a query without a sample cap."""
+
+    def key(self, gang: Gang) -> tuple[float, ...]:
+        return (self.predicted_work(gang) + self.aging * gang.query.arrival, gang.submitted)
+
+    def predicted_work(self, gang: Gang) -> float:
+        query = gang.query
+        per_request = query.mean_request_tokens(prior=gang.max_tokens_mean)
+        if query.max_samples is None:
+            remaining = max(self.unbounded_requests, len(gang.requests))
+        else:
+            remaining = max(query.max_samples - query.samples, len(gang.requests))
+        work = remaining * per_request
+        if query.max_tokens is not None:
+            work = min(work, max(query.max_tokens - query.attained_tokens, 0))
+        work *= 1.0 - query.certaindex
+        return work + (self.demotion_penalty if query.demoted else 0.0)
+
+
+POLICIES: dict[str, Callable[..., GangPolicy]] = {
+    cls.name: cls for cls in (FCFSPolicy, QueryFCFSPolicy, LeastAttainedServicePolicy, DynasorPolicy)
+}
+
+
+def make_policy(name: str, **options: float) -> GangPolicy:
+    """Build a policy by name; ``options`` set its knobs (``aging=...`` for ``dynasor``).
+
+    >>> make_policy("las").name
+    'las'
+    >>> make_policy("sjf")
+    Traceback (most recent call last):
+    ...
+    dynasor._exceptions.PolicyError: Unknown scheduling policy: 'sjf' (choose from fcfs, query-fcfs, las, dynasor)
+    """
+    try:
+        factory = POLICIES[name]
+    except KeyError:
+        raise PolicyError(f"Unknown scheduling policy: {name!r} (choose from {', '.join(POLICIES)})") from None
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise PolicyError(f"Bad options for policy {name!r}: {exc}") from exc

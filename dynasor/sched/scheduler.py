@@ -1,0 +1,269 @@
+"""The gang scheduler: mechanism only; the order comes from a :class:`GangPolicy`.
+
+Waiting gangs sit in one heap keyed by the policy. :meth:`GangScheduler.schedule` pops
+gangs in key order while the whole gang fits the backend's capacity and grants each a
+permit; the gang's own task (inside its query's task group) then runs the requests, so
+cancelling a query cancels its waiting gangs and aborts its running requests alike.
+Submitting, dispatching and withdrawing each cost O(log n).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from algorithms.protocol import Completion, GenerateRequest
+from dynasor.engine.base import Backend, Capacity, EngineRequest
+from dynasor.sched.policy import GangPolicy, QueryStats
+
+__all__ = ["Dispatch", "Gang", "GangScheduler", "RequestRecord", "estimate_prompt_tokens"]
+
+# Characters per token for the KV estimate of a prompt before the engine has tokenised it.
+_CHARS_PER_TOKEN = 4
+
+
+def estimate_prompt_tokens(request: GenerateRequest) -> int:
+    """Rough prompt size in tokens, for capacity estimates only (never for usage)."""
+    if isinstance(request.prompt, str):
+        chars = len(request.prompt)
+    else:
+        chars = sum(len(str(m.get("content") or "")) for m in request.prompt)
+    return chars // _CHARS_PER_TOKEN + 1
+
+
+@dataclass(eq=False)
+class Gang:
+    """The sub-requests of one program step, dispatched all together or not at all."""
+
+    query: QueryStats
+    requests: Sequence[GenerateRequest]
+    submitted: float
+    request_kv: Sequence[int]
+    """Estimated KV-cache tokens each request holds while running."""
+    seq: int = 0
+    """Submission number, the tie-breaker."""
+    priority: int = 0
+    """Engine priority given at dispatch (lower runs first)."""
+    dispatched: float | None = None
+    withdrawn: bool = False
+    permit: asyncio.Future[None] | None = field(default=None, repr=False)
+    on_dispatch: Callable[[Gang], None] | None = field(default=None, repr=False)
+
+    @property
+    def kv_tokens(self) -> int:
+        return sum(self.request_kv)
+
+    @property
+    def max_tokens_mean(self) -> float:
+        return sum(r.max_tokens for r in self.requests) / len(self.requests)
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """One scheduling decision: the gangs granted, in order, and when."""
+
+    time: float
+    gangs: tuple[Gang, ...]
+    """Gangs dispatched, in dispatch order."""
+    waiting: int
+    """Gangs still waiting afterwards."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """Accounting for one sub-request, whether it completed or was aborted."""
+
+    id: str
+    query_id: str
+    tag: str
+    priority: int
+    submitted: float
+    dispatched: float
+    finished: float
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+class GangScheduler:
+    """Holds pending gangs and the backend's capacity; dispatches whole gangs by policy."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        policy: GangPolicy,
+        capacity: Capacity,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.policy = policy
+        self.capacity = capacity
+        self._clock = clock
+        self._heap: list[tuple[tuple[float, ...], int, Gang]] = []
+        self._waiting = 0
+        self._seq = itertools.count()
+        self._priority = itertools.count()
+        self._request_ids = itertools.count()
+        self.running_seqs = 0
+        self.running_kv = 0
+        self.dispatches = 0
+
+    # -- queue verbs -------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self._clock() if self._clock else asyncio.get_running_loop().time()
+
+    def __len__(self) -> int:
+        """Gangs waiting for dispatch."""
+        return self._waiting
+
+    def submit(self, gang: Gang) -> None:
+        """Queue ``gang`` (the scheduler does not dispatch here: call :meth:`schedule`)."""
+        gang.seq = next(self._seq)
+        heapq.heappush(self._heap, (self.policy.key(gang), gang.seq, gang))
+        self._waiting += 1
+
+    def withdraw(self, gang: Gang) -> None:
+        """Remove a waiting gang (lazily: its heap entry is skipped when reached)."""
+        if gang.dispatched is None and not gang.withdrawn:
+            gang.withdrawn = True
+            self._waiting -= 1
+
+    def fits(self, gang: Gang) -> bool:
+        """Whether the whole gang fits now; a gang too big for the engine runs alone."""
+        if self.running_seqs == 0:
+            return True
+        if self.running_seqs + len(gang.requests) > self.capacity.max_seqs:
+            return False
+        limit = self.capacity.max_kv_tokens
+        return limit is None or self.running_kv + gang.kv_tokens <= limit
+
+    def schedule(self) -> Dispatch:
+        """Dispatch waiting gangs in policy order while the head gang fits.
+
+        Strict order: when the head does not fit, nothing behind it jumps ahead, so a large
+        gang is never starved by a stream of small ones.
+        """
+        granted: list[Gang] = []
+        now = self.now()
+        while self._heap:
+            gang = self._heap[0][2]
+            if gang.withdrawn:
+                heapq.heappop(self._heap)
+                continue
+            if not self.fits(gang):
+                break
+            heapq.heappop(self._heap)
+            self._waiting -= 1
+            gang.dispatched = now
+            gang.priority = next(self._priority)
+            self.running_seqs += len(gang.requests)
+            self.running_kv += gang.kv_tokens
+            self.dispatches += 1
+            granted.append(gang)
+            if gang.on_dispatch is not None:
+                gang.on_dispatch(gang)
+            if gang.permit is not None and not gang.permit.done():
+                gang.permit.set_result(None)
+        return Dispatch(now, tuple(granted), self._waiting)
+
+    def _release(self, gang: Gang, indices: Sequence[int]) -> None:
+        self.running_seqs -= len(indices)
+        self.running_kv -= sum(gang.request_kv[i] for i in indices)
+
+    # -- running gangs -----------------------------------------------------------------------
+
+    async def run_gang(
+        self,
+        query: QueryStats,
+        requests: Sequence[GenerateRequest],
+        *,
+        on_record: Callable[[RequestRecord], None] | None = None,
+        on_dispatch: Callable[[Gang], None] | None = None,
+    ) -> list[Completion]:
+        """Queue ``requests`` as one gang, wait for dispatch, run them, return completions.
+
+        Cancelling the caller withdraws a waiting gang or aborts its running requests.
+        Per-request policies (``split_gangs``) queue each request on its own.
+        """
+        if self.policy.split_gangs and len(requests) > 1:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self._run_one_gang(query, [r], on_record, on_dispatch)) for r in requests]
+            return [task.result()[0] for task in tasks]
+        return await self._run_one_gang(query, requests, on_record, on_dispatch)
+
+    async def _run_one_gang(
+        self,
+        query: QueryStats,
+        requests: Sequence[GenerateRequest],
+        on_record: Callable[[RequestRecord], None] | None,
+        on_dispatch: Callable[[Gang], None] | None,
+    ) -> list[Completion]:
+        expected = query.mean_request_tokens(prior=0.0)
+        kv = [estimate_prompt_tokens(r) + int(min(r.max_tokens, expected or r.max_tokens)) for r in requests]
+        gang = Gang(query, requests, self.now(), kv, on_dispatch=on_dispatch)
+        gang.permit = asyncio.get_running_loop().create_future()
+        self.submit(gang)
+        self.schedule()
+        try:
+            await gang.permit
+        except asyncio.CancelledError:
+            if gang.dispatched is None:
+                self.withdraw(gang)
+            else:  # dispatched in the same loop iteration as the cancellation
+                self._release(gang, range(len(requests)))
+                self.schedule()
+            raise
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self._run_request(gang, i, on_record)) for i in range(len(requests))]
+        except BaseExceptionGroup as group:
+            # One failed request fails the step; surface the error itself, not a group of one.
+            errors = [e for e in group.exceptions if not isinstance(e, asyncio.CancelledError)]
+            raise (errors[0] if errors else group) from None
+        return [task.result() for task in tasks]
+
+    async def _run_request(
+        self, gang: Gang, index: int, on_record: Callable[[RequestRecord], None] | None
+    ) -> Completion:
+        request = gang.requests[index]
+        engine_request = EngineRequest(
+            id=f"{gang.query.id}-{next(self._request_ids)}",
+            query_id=gang.query.id,
+            request=request,
+            priority=gang.priority,
+        )
+        finish_reason = "abort"
+        try:
+            completion = await self.backend.generate(engine_request)
+            finish_reason = completion.finish_reason
+            engine_request.meter.prompt_tokens = completion.prompt_tokens
+            engine_request.meter.completion_tokens = completion.completion_tokens
+            return completion
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            finish_reason = "error"
+            raise
+        finally:
+            self._release(gang, (index,))
+            if on_record is not None:
+                on_record(
+                    RequestRecord(
+                        id=engine_request.id,
+                        query_id=gang.query.id,
+                        tag=request.tag,
+                        priority=gang.priority,
+                        submitted=gang.submitted,
+                        dispatched=gang.dispatched if gang.dispatched is not None else gang.submitted,
+                        finished=self.now(),
+                        prompt_tokens=engine_request.meter.prompt_tokens,
+                        completion_tokens=engine_request.meter.completion_tokens,
+                        finish_reason=finish_reason,
+                    )
+                )
+            self.schedule()
