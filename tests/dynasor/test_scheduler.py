@@ -1,0 +1,130 @@
+"""The gang scheduler: atomic gangs, strict policy order, capacity, withdrawal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from algorithms.protocol import GenerateRequest
+from dynasor.clock import run
+from dynasor.engine.base import Capacity
+from dynasor.sched.policy import QueryStats, make_policy
+from dynasor.sched.scheduler import Gang, GangScheduler
+from tests.dynasor.fakes import FakeBackend
+
+
+def make_gang(name: str, size: int, submitted: float = 0.0, arrival: float = 0.0) -> Gang:
+    return Gang(QueryStats(name, arrival=arrival), [GenerateRequest(name, 8)] * size, submitted, [10] * size)
+
+
+def test_head_that_does_not_fit_blocks_the_rest() -> None:
+    sched = GangScheduler(FakeBackend(), make_policy("query-fcfs"), Capacity(max_seqs=4), clock=lambda: 0.0)
+    running = make_gang("running", 3, arrival=0)
+    big = make_gang("big", 2, arrival=1)
+    small = make_gang("small", 1, arrival=2)
+    for g in (running, big, small):
+        sched.submit(g)
+    first = sched.schedule()
+    assert first.gangs == (running,)
+    assert sched.running_seqs == 3
+    # "small" would fit, but "big" is ahead of it in policy order and does not.
+    assert sched.schedule().gangs == ()
+    assert big.dispatched is None and small.dispatched is None
+
+
+def test_oversized_gang_runs_alone() -> None:
+    sched = GangScheduler(FakeBackend(), make_policy("query-fcfs"), Capacity(max_seqs=2), clock=lambda: 0.0)
+    huge = make_gang("huge", 5)
+    sched.submit(huge)
+    assert sched.schedule().gangs == (huge,)
+    sched.submit(make_gang("next", 1, arrival=1))
+    assert sched.schedule().gangs == ()
+
+
+def test_withdrawn_gang_is_skipped() -> None:
+    sched = GangScheduler(FakeBackend(), make_policy("query-fcfs"), Capacity(max_seqs=2), clock=lambda: 0.0)
+    a, b = make_gang("a", 1, arrival=0), make_gang("b", 1, arrival=1)
+    sched.submit(a)
+    sched.submit(b)
+    sched.withdraw(a)
+    assert len(sched) == 1
+    assert sched.schedule().gangs == (b,)
+    assert a.dispatched is None
+
+
+def test_kv_capacity_is_respected() -> None:
+    sched = GangScheduler(FakeBackend(), make_policy("query-fcfs"), Capacity(8, max_kv_tokens=25), clock=lambda: 0.0)
+    a, b = make_gang("a", 2, arrival=0), make_gang("b", 1, arrival=1)  # 20 and 10 KV tokens
+    sched.submit(a)
+    sched.submit(b)
+    assert sched.schedule().gangs == (a,)
+
+
+def test_priorities_follow_dispatch_order() -> None:
+    sched = GangScheduler(FakeBackend(), make_policy("las"), Capacity(max_seqs=8), clock=lambda: 0.0)
+    heavy = Gang(QueryStats("h", 0.0, attained_tokens=900), [GenerateRequest("h", 8)], 0.0, [1])
+    light = Gang(QueryStats("l", 5.0, attained_tokens=10), [GenerateRequest("l", 8)], 0.0, [1])
+    sched.submit(heavy)
+    sched.submit(light)
+    sched.schedule()
+    assert light.priority < heavy.priority
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 6), min_size=1, max_size=25),
+    max_seqs=st.integers(1, 8),
+    policy=st.sampled_from(["query-fcfs", "las", "dynasor"]),
+    durations=st.lists(st.floats(0.1, 5.0), min_size=1, max_size=10),
+)
+def test_gangs_are_never_half_dispatched(sizes: list[int], max_seqs: int, policy: str, durations: list[float]) -> None:
+    """Every request of a gang starts at the same instant; capacity holds except for a lone big gang."""
+    backend = FakeBackend(duration=lambda r: durations[int(r.id.rsplit("-", 1)[1]) % len(durations)])
+    sched = GangScheduler(backend, make_policy(policy), Capacity(max_seqs=max_seqs))
+    starts: dict[int, set[float]] = defaultdict(set)
+    over_capacity: list[int] = []
+
+    async def query(i: int, size: int) -> None:
+        await asyncio.sleep(i * 0.3)
+        stats = QueryStats(f"q{i}", asyncio.get_running_loop().time())
+
+        def dispatched(gang: Gang) -> None:
+            if sched.running_seqs > max_seqs and sched.running_seqs != len(gang.requests):
+                over_capacity.append(i)
+
+        for _ in range(2):
+            before = len(backend.calls)
+            await sched.run_gang(stats, [GenerateRequest(f"q{i}", 8)] * size, on_dispatch=dispatched)
+            starts[i * 10 + _] = {c.started for c in backend.calls[before:] if c.request.query_id == f"q{i}"}
+
+    async def main() -> None:
+        async with asyncio.TaskGroup() as tg:
+            for i, size in enumerate(sizes):
+                tg.create_task(query(i, size))
+
+    run(main())
+    assert over_capacity == []
+    assert all(len(s) == 1 for s in starts.values())
+    assert sched.running_seqs == 0 and len(sched) == 0
+
+
+def test_cancelling_a_waiting_gang_withdraws_it() -> None:
+    backend = FakeBackend(duration=lambda r: 10.0)
+    sched = GangScheduler(backend, make_policy("query-fcfs"), Capacity(max_seqs=1))
+
+    async def main() -> None:
+        first = asyncio.create_task(sched.run_gang(QueryStats("a", 0.0), [GenerateRequest("a", 8)]))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(sched.run_gang(QueryStats("b", 1.0), [GenerateRequest("b", 8)]))
+        await asyncio.sleep(1)
+        assert len(sched) == 1
+        second.cancel()
+        await asyncio.sleep(0)
+        assert len(sched) == 0
+        await first
+
+    run(main())
+    assert [c.request.query_id for c in backend.calls] == ["a"]

@@ -1,0 +1,186 @@
+"""The simulated engine: timing against the cost model, batching, abort, preemption, priority."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from algorithms.protocol import GenerateRequest
+from dynasor.clock import run
+from dynasor.engine.base import EngineRequest
+from dynasor.engine.sim import CostProfile, SimBackend, SimEngine, load_profile, profile_names
+from dynasor.engine.sources import FixedSource, ReplaySource, SyntheticSource
+
+PROFILE = CostProfile(
+    "test",
+    step_base_s=0.01,
+    step_per_seq_s=0.001,
+    step_per_context_token_s=1e-5,
+    prefill_per_token_s=1e-4,
+    max_num_seqs=4,
+    kv_tokens=10_000,
+)
+
+
+def reference_time(profile: CostProfile, prompt: int, tokens: int) -> float:
+    """Step-by-step sum for one sequence alone: the oracle for the closed form."""
+    total, context = 0.0, prompt
+    for i in range(tokens):
+        total += profile.step_time(1, context, prompt if i == 0 else 0)
+        context += 1
+    return total
+
+
+def test_single_sequence_matches_step_by_step_cost() -> None:
+    async def main() -> float:
+        engine = SimEngine(PROFILE)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        assert await engine.run(100, 50) == 50
+        await engine.aclose()
+        return loop.time() - start
+
+    assert run(main()) == pytest.approx(reference_time(PROFILE, 100, 50), rel=1e-6)
+
+
+def test_batch_shares_iterations() -> None:
+    async def main() -> tuple[float, int]:
+        engine = SimEngine(PROFILE)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.gather(*(engine.run(10, 20) for _ in range(4)))
+        elapsed = loop.time() - start
+        await engine.aclose()
+        return elapsed, engine.iterations_run
+
+    elapsed, iterations = run(main())
+    assert iterations == 20  # four sequences decode side by side
+    alone = reference_time(PROFILE, 10, 20)
+    assert alone < elapsed < 4 * alone
+
+
+def test_max_num_seqs_queues_the_rest() -> None:
+    async def main() -> list[float]:
+        engine = SimEngine(PROFILE)
+        loop = asyncio.get_running_loop()
+
+        async def one() -> float:
+            await engine.run(10, 10)
+            return loop.time()
+
+        ends = await asyncio.gather(*(one() for _ in range(6)))
+        await engine.aclose()
+        return ends
+
+    ends = sorted(run(main()))
+    assert ends[3] == pytest.approx(ends[0])  # first four together
+    assert ends[4] > ends[3]
+
+
+def test_abort_stops_generation() -> None:
+    async def main() -> tuple[int, int, int]:
+        engine = SimEngine(PROFILE)
+        long = asyncio.create_task(engine.run(10, 1000))
+        other = asyncio.create_task(engine.run(10, 300))
+        await asyncio.sleep(1.0)
+        long.cancel()
+        await asyncio.sleep(0)
+        at_abort = engine.tokens_generated
+        await other
+        after = engine.tokens_generated
+        await engine.aclose()
+        return at_abort, after, engine.iterations_run
+
+    at_abort, after, iterations = run(main())
+    both = at_abort // 2  # iterations in which both sequences decoded
+    assert 0 < both < 300
+    # After the abort only the other sequence generates: one token per iteration, to 300.
+    assert after == at_abort + (300 - both)
+    assert iterations == 300
+
+
+def test_kv_pressure_preempts_worst_priority() -> None:
+    profile = CostProfile("tight", 0.01, 0.0, 0.0, 0.0, max_num_seqs=8, kv_tokens=300)
+
+    async def main() -> tuple[int, list[int]]:
+        engine = SimEngine(profile)
+        seqs = [engine.submit(50, 100, priority=p) for p in range(3)]
+        done = await asyncio.gather(*(s.done for s in seqs))  # type: ignore[misc]
+        await engine.aclose()
+        return engine.preemptions, done
+
+    preemptions, done = run(main())
+    assert done == [100, 100, 100]
+    assert preemptions >= 1
+
+
+def test_priority_orders_admission() -> None:
+    profile = CostProfile("one", 0.01, 0.0, 0.0, 0.0, max_num_seqs=1, kv_tokens=10_000)
+
+    async def main() -> list[int]:
+        engine = SimEngine(profile)
+        loop = asyncio.get_running_loop()
+        order: list[int] = []
+
+        async def one(priority: int) -> None:
+            await engine.run(5, 10, priority)
+            order.append(priority)
+
+        blocker = asyncio.create_task(one(0))
+        await asyncio.sleep(0.001)
+        await asyncio.gather(*(one(p) for p in (5, 3, 9, 1)), blocker)
+        assert loop.time() > 0
+        await engine.aclose()
+        return order
+
+    assert run(main()) == [0, 1, 3, 5, 9]
+
+
+def test_backend_truncates_at_max_tokens_and_stop() -> None:
+    async def main() -> None:
+        async with SimBackend(PROFILE, FixedSource(100)) as backend:
+            c = await backend.generate(EngineRequest("r", "q", GenerateRequest("hi", max_tokens=40)))
+            assert (c.completion_tokens, c.finish_reason) == (40, "length")
+        source = ReplaySource("math-qwen25")
+        async with SimBackend(PROFILE, source) as backend:
+            record = source.records[0]
+            req = GenerateRequest(record.prompt, max_tokens=4096, stop=("\n\n",))
+            c = await backend.generate(EngineRequest("r", record.id, req))
+            assert "\n\n" not in c.text and c.finish_reason == "stop"
+            assert c.completion_tokens < max(s.tokens for s in record.samples)
+
+    run(main())
+
+
+def test_replay_draws_without_replacement_and_deterministically() -> None:
+    def draws(seed: int) -> list[int]:
+        source = ReplaySource("math-qwen25", seed=seed)
+        req = EngineRequest("r", "math-0", GenerateRequest("x", 10))
+        return [source.draft(req).meta["sample"] for _ in range(8)]
+
+    assert sorted(draws(0)) == list(range(8))
+    assert draws(0) == draws(0)
+    assert draws(0) != draws(1)
+
+
+def test_synthetic_difficulty_moves_accuracy_and_length() -> None:
+    source = SyntheticSource(seed=3)
+    source.set_difficulty("easy", 0.0)
+    source.set_difficulty("hard", 1.0)
+
+    def stats(query: str) -> tuple[float, float]:
+        drafts = [source.draft(EngineRequest(str(i), query, GenerateRequest("x", 10))) for i in range(300)]
+        return sum(d.meta["correct"] for d in drafts) / 300, sum(d.tokens for d in drafts) / 300
+
+    easy_acc, easy_len = stats("easy")
+    hard_acc, hard_len = stats("hard")
+    assert easy_acc > 0.95 > 0.4 > hard_acc
+    assert easy_len < hard_len
+
+
+def test_bundled_profiles_load() -> None:
+    assert {"h100-llama3-8b", "cpu-tiny"} <= set(profile_names())
+    assert load_profile("h100-llama3-8b").max_num_seqs == 256
+    with pytest.raises(ValueError, match="Unknown cost profile"):
+        load_profile("nope")
