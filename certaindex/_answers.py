@@ -204,7 +204,7 @@ def extract_answer(text: str, kind: Kind = "math") -> str | None:
 
 _SPACES = re.compile(r"\s+|\\[,;:! ]|\\quad|\\qquad")
 _WRAPPERS = re.compile(r"^\\(?:text|textbf|mathrm|mathbf|boxed)\{(.*)\}$")
-_UNIT_AFTER_NUMBER = re.compile(r"^(-?[\d.,/]+|\\frac\{\d+\}\{\d+\})\\(?:text|mbox|mathrm)\{[a-zA-Z .]+\}$")
+_UNIT_AFTER_NUMBER = re.compile(r"^(-?[\d.,/:]+|\\frac\{\d+\}\{\d+\})\\(?:text|mbox|mathrm)\{[a-zA-Z .]+\}$")
 _CHOICE = re.compile(r"^\(?([A-Ea-e])\)?$")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _REPLACEMENTS = (

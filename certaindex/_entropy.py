@@ -1,4 +1,9 @@
-"""Multi-sample agreement measures over answer clusters."""
+r"""Multi-sample agreement measures over answer clusters, single and batched.
+
+A query's samples are described by cluster labels (equal labels = equivalent answers, see
+:func:`~certaindex.cluster_answers`); ``None`` (or ``-1`` in the batched form) marks a sample
+without an answer.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,19 @@ import math
 from collections import Counter
 from collections.abc import Hashable, Sequence
 
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
 from certaindex._certainty import Certainty
 
-__all__ = ["majority_fraction", "normalized_entropy"]
+__all__ = [
+    "cluster_counts",
+    "entropy_batch",
+    "majority_batch",
+    "majority_fraction",
+    "majority_vote",
+    "normalized_entropy",
+]
 
 
 def normalized_entropy(labels: Sequence[Hashable | None]) -> Certainty:
@@ -37,7 +52,7 @@ def normalized_entropy(labels: Sequence[Hashable | None]) -> Certainty:
     counts = _cluster_counts(labels)
     h = -sum((c / n) * math.log(c / n) for c in counts.values())
     value = min(1.0, max(0.0, (math.log(n) - h) / math.log(n)))
-    leader, top = counts.most_common(1)[0]
+    leader, top = _leader(labels)
     return Certainty(value, "entropy", {"n": n, "clusters": len(counts), "leader": leader, "top": top})
 
 
@@ -48,13 +63,40 @@ def majority_fraction(labels: Sequence[Hashable | None]) -> Certainty:
     0.5
     """
     n = len(labels)
-    if n == 0:
-        return Certainty(0.0, "majority", {"n": 0})
-    counts = Counter(label for label in labels if label is not None)
-    if not counts:
+    leader, top = _leader(labels)
+    if leader is None:
         return Certainty(0.0, "majority", {"n": n})
-    leader, top = counts.most_common(1)[0]
     return Certainty(top / n, "majority", {"n": n, "leader": leader, "top": top})
+
+
+def majority_vote(labels: Sequence[Hashable | None]) -> Hashable | None:
+    """The most frequent non-None label; ties go to the label seen first (None if none).
+
+    >>> majority_vote(["b", "a", "a", "b", None])
+    'b'
+    """
+    return _leader(labels)[0]
+
+
+def cluster_counts(labels: Sequence[Hashable | None]) -> list[int]:
+    """Sizes of the answered clusters, largest first (unanswered samples left out).
+
+    >>> cluster_counts(["a", None, "b", "a"])
+    [2, 1]
+    """
+    return sorted(Counter(label for label in labels if label is not None).values(), reverse=True)
+
+
+def _leader(labels: Sequence[Hashable | None]) -> tuple[Hashable | None, int]:
+    counts: dict[Hashable, int] = {}
+    for label in labels:
+        if label is not None:
+            counts[label] = counts.get(label, 0) + 1
+    if not counts:
+        return None, 0
+    # dicts keep insertion order and max() returns the first maximum: first seen wins ties.
+    leader = max(counts, key=counts.__getitem__)
+    return leader, counts[leader]
 
 
 def _cluster_counts(labels: Sequence[Hashable | None]) -> Counter[Hashable]:
@@ -62,3 +104,49 @@ def _cluster_counts(labels: Sequence[Hashable | None]) -> Counter[Hashable]:
     for i, label in enumerate(labels):
         counts[("__none__", i) if label is None else label] += 1
     return counts
+
+
+def _batch_counts(labels: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
+    """Per-row cluster sizes of an integer label matrix (``-1`` = unanswered)."""
+    arr = np.asarray(labels)
+    if arr.ndim != 2:
+        raise ValueError(f"labels must be a 2-D (queries x samples) array, got shape {arr.shape}")
+    q, n = arr.shape
+    if arr.size and (arr.min() < -1 or arr.max() >= n):
+        raise ValueError("labels must lie in [-1, n_samples) (cluster ids by first appearance)")
+    valid = arr >= 0
+    rows = np.broadcast_to(np.arange(q)[:, None], arr.shape)
+    flat = rows[valid] * n + arr[valid]
+    counts = np.bincount(flat, minlength=q * n).reshape(q, n)
+    return counts, (~valid).sum(axis=1), n
+
+
+def entropy_batch(labels: ArrayLike) -> NDArray[np.float64]:
+    r""":func:`normalized_entropy` of every row of a (queries x samples) label matrix at once.
+
+    ``labels[q, i]`` is sample ``i``'s cluster id in ``[0, n)`` for query ``q``, or ``-1``
+    when the sample has no answer (a singleton cluster, as in the single-query form).
+
+    >>> entropy_batch([[0, 0, 0, 0], [0, 1, 2, 3], [0, 0, -1, -1]]).round(3).tolist()
+    [1.0, 0.0, 0.25]
+    """
+    counts, unanswered, n = _batch_counts(labels)
+    if n <= 1:
+        return np.zeros(counts.shape[0])
+    p = counts / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(counts > 0, p * np.log(p), 0.0)
+    h = -terms.sum(axis=1) + unanswered * (math.log(n) / n)
+    return np.clip((math.log(n) - h) / math.log(n), 0.0, 1.0)
+
+
+def majority_batch(labels: ArrayLike) -> NDArray[np.float64]:
+    """:func:`majority_fraction` of every row of a (queries x samples) label matrix.
+
+    >>> majority_batch([[0, 0, 1, -1], [-1, -1, -1, -1]]).tolist()
+    [0.5, 0.0]
+    """
+    counts, _, n = _batch_counts(labels)
+    if n == 0:
+        return np.zeros(counts.shape[0])
+    return counts.max(axis=1) / n

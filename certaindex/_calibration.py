@@ -1,0 +1,371 @@
+r"""Calibration: choose per-algorithm stopping rules from profiling records, with a bound.
+
+Profiling record format
+-----------------------
+JSONL, one line per query and step (``dynasor eval --profile`` writes them;
+:func:`~certaindex.records_from_trace` builds them from recorded traces)::
+
+    {"query_id": "math/17", "algorithm": "sc", "step": 3, "samples": 12, "tokens": 5310,
+     "certaindex": {"entropy": 0.62, "beta": 0.91}, "answer": "\\frac{1}{2}",
+     "correct": true, "final_correct": true, "dataset": "math500", "tokens_exact": true}
+
+``step``
+    1-based step (round of samples, tree expansion, probe) the record describes.
+``samples``, ``tokens``
+    Samples (paths, probes) and generated tokens spent by the query *up to and including*
+    this step. ``tokens_exact`` is false when they were approximated from text
+    (:func:`~certaindex.approx_tokens`).
+``certaindex``
+    Every measure's value at this step, by measure name.
+``answer``, ``correct``
+    The answer the program would return if stopped now, and whether it is right.
+``final_correct``
+    Whether the answer at the full budget (the query's last step) is right.
+
+A query's last record is its full-budget run: the fixed-budget baseline.
+
+Method
+------
+A rule ``(measure, threshold t, min_step m)`` stops a query at the first step
+:math:`s \ge m` with certaindex :math:`\ge t`, or at its last step. Per query it can *harm*
+(full-budget answer right, stopped answer wrong) or *help* (the reverse); the accuracy loss
+is :math:`(h - g)/n \le h/n`. We bound the **harm rate** :math:`h/n`, which bounds the loss
+whatever the gains:
+
+- ``clopper-pearson`` (default): the exact one-sided binomial upper bound on the harm
+  probability, at level :math:`\delta = 1 - \text{confidence}`. Queries are independent
+  draws from the workload; harms are Bernoulli; the exact bound stays valid for the small
+  counts calibration sets have (a normal approximation does not at 0 or 1 harm).
+- ``none``: the observed loss :math:`(h-g)/n`, no confidence statement.
+
+Choosing among many rules on the same data would void a per-rule bound, so the search is a
+fixed-sequence test (Learn-then-Test): per (measure, min_step) chain the thresholds are
+tested from strictest to loosest and the walk stops at the first rule whose bound exceeds
+the target; chains are Bonferroni-corrected (:math:`\delta / \#\text{chains}`). Every rule
+the walk passes has harm rate :math:`\le` target with probability :math:`\ge 1-\delta`,
+jointly; among those, the one saving the most tokens is chosen.
+
+With :math:`n` queries and no harm at all the bound is :math:`1 - (\delta/K)^{1/n}`
+(about :math:`3/n` at 95%): a target below that cannot be certified, and the report says so.
+
+References
+----------
+Clopper & Pearson, Biometrika 1934. Angelopoulos et al., "Learn then Test: Calibrating
+Predictive Algorithms to Achieve Risk Control", 2021 (fixed-sequence testing).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = [
+    "Bound",
+    "ProfilingRecord",
+    "RuleChoice",
+    "RuleOutcome",
+    "calibrate",
+    "clopper_pearson_upper",
+    "evaluate_rule",
+    "group_queries",
+    "oracle_outcome",
+    "read_records",
+    "write_records",
+]
+
+Bound = Literal["clopper-pearson", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProfilingRecord:
+    """One query at one step of a profiling run (see the module docstring for the format)."""
+
+    query_id: str
+    algorithm: str
+    step: int
+    samples: int
+    tokens: int
+    certaindex: Mapping[str, float]
+    answer: str | None
+    correct: bool
+    final_correct: bool
+    dataset: str | None = None
+    tokens_exact: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "certaindex": dict(self.certaindex)})
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProfilingRecord:
+        known = {f for f in cls.__dataclass_fields__}
+        missing = {"query_id", "algorithm", "step", "samples", "tokens", "certaindex"} - data.keys()
+        if missing:
+            raise ValueError(f"profiling record lacks {sorted(missing)}: {dict(data)!r:.200}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def write_records(records: Iterable[ProfilingRecord], path: str | Path) -> int:
+    """Write records as JSONL; returns how many."""
+    n = 0
+    with Path(path).open("w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(record.to_json() + "\n")
+            n += 1
+    return n
+
+
+def read_records(path: str | Path) -> list[ProfilingRecord]:
+    """Read a JSONL profiling file (blank lines skipped)."""
+    with Path(path).open(encoding="utf-8") as fh:
+        return [ProfilingRecord.from_dict(json.loads(line)) for line in fh if line.strip()]
+
+
+def group_queries(records: Iterable[ProfilingRecord]) -> dict[str, dict[str, list[ProfilingRecord]]]:
+    """``{algorithm: {query_id: records sorted by step}}``."""
+    out: dict[str, dict[str, list[ProfilingRecord]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        out[r.algorithm][r.query_id].append(r)
+    return {alg: {q: sorted(rs, key=lambda r: r.step) for q, rs in queries.items()} for alg, queries in out.items()}
+
+
+def clopper_pearson_upper(harms: int, n: int, delta: float) -> float:
+    r"""Exact one-sided upper confidence bound on a binomial rate.
+
+    The :math:`p` with :math:`P(\text{Bin}(n, p) \le h) = \delta`, i.e. the
+    :math:`1-\delta` quantile of :math:`\text{Beta}(h+1, n-h)`; 1 when :math:`h = n`.
+
+    >>> round(clopper_pearson_upper(0, 100, 0.05), 4)  # the "rule of three": about 3/n
+    0.0295
+    """
+    if n <= 0:
+        return 1.0
+    if harms >= n:
+        return 1.0
+    from scipy import stats  # lazy: scipy.stats takes a second to import
+
+    return float(stats.beta.ppf(1.0 - delta, harms + 1, n - harms))
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOutcome:
+    """What a stopping rule does on a set of queries (replayed from records)."""
+
+    n: int
+    tokens: int
+    """Tokens spent with the rule."""
+    full_tokens: int
+    """Tokens of the fixed-budget baseline (every query to its last step)."""
+    correct: int
+    full_correct: int
+    harms: int
+    gains: int
+    mean_stop_step: float
+
+    @property
+    def saving(self) -> float:
+        """Share of the baseline's tokens not spent."""
+        return 1.0 - self.tokens / self.full_tokens if self.full_tokens else 0.0
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def full_accuracy(self) -> float:
+        return self.full_correct / self.n if self.n else 0.0
+
+    @property
+    def loss(self) -> float:
+        """Accuracy lost against the baseline (a fraction; negative = gained)."""
+        return (self.full_correct - self.correct) / self.n if self.n else 0.0
+
+
+def _stop_index(steps: Sequence[ProfilingRecord], measure: str, threshold: float, min_step: int) -> int:
+    for i, r in enumerate(steps):
+        if r.step >= min_step and r.certaindex.get(measure, float("-inf")) >= threshold:
+            return i
+    return len(steps) - 1
+
+
+def _outcome(queries: Iterable[Sequence[ProfilingRecord]], stop: Any) -> RuleOutcome:
+    n = tokens = full_tokens = correct = full_correct = harms = gains = 0
+    steps_sum = 0
+    for steps in queries:
+        i = stop(steps)
+        r, last = steps[i], steps[-1]
+        n += 1
+        tokens += r.tokens
+        full_tokens += last.tokens
+        correct += r.correct
+        full_correct += last.final_correct
+        harms += last.final_correct and not r.correct
+        gains += r.correct and not last.final_correct
+        steps_sum += r.step
+    return RuleOutcome(n, tokens, full_tokens, correct, full_correct, harms, gains, steps_sum / max(n, 1))
+
+
+def evaluate_rule(
+    queries: Mapping[str, Sequence[ProfilingRecord]], measure: str, threshold: float, min_step: int = 1
+) -> RuleOutcome:
+    """Replay rule ``measure >= threshold from step min_step`` on every query."""
+    return _outcome(queries.values(), lambda steps: _stop_index(steps, measure, threshold, min_step))
+
+
+def oracle_outcome(queries: Mapping[str, Sequence[ProfilingRecord]]) -> RuleOutcome:
+    """The oracle stop: the first step whose answer equals the full-budget answer.
+
+    It knows the final answer, so it is a lower bound on the tokens any rule needs to keep
+    the baseline's answers, at no accuracy loss.
+    """
+
+    def stop(steps: Sequence[ProfilingRecord]) -> int:
+        final = steps[-1].answer
+        return next(i for i, r in enumerate(steps) if r.answer == final)
+
+    return _outcome(queries.values(), stop)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleChoice:
+    """The rule calibration chose for one algorithm, with its evidence."""
+
+    algorithm: str
+    measure: str | None
+    """None: no rule met the target (run to the full budget)."""
+    threshold: float | None
+    min_step: int | None
+    outcome: RuleOutcome
+    bound: Bound
+    confidence: float
+    target_loss: float
+    harm_bound: float
+    """Upper bound (or, with ``bound="none"``, point estimate) of the harm rate."""
+    chains: int
+    floor: float
+    """Smallest harm bound any rule could get on these queries (no harm at all)."""
+    candidates: int
+    certified: int
+    notes: list[str] = field(default_factory=list)
+
+    def config(self) -> dict[str, Any]:
+        """The allocator's config entry (``{measure, threshold, min_step, ...}``)."""
+        return {
+            "measure": self.measure,
+            "threshold": None if self.threshold is None else round(self.threshold, 6),
+            "min_step": self.min_step,
+            "expected_saving": round(self.outcome.saving, 4),
+            "expected_loss": round(self.outcome.loss, 4),
+            "harm_bound": round(self.harm_bound, 4),
+            "bound": self._bound_text(),
+            "queries": self.outcome.n,
+        }
+
+    def _bound_text(self) -> str:
+        if self.bound == "none":
+            return f"observed loss <= {self.target_loss:g} (no confidence bound)"
+        return (
+            f"Clopper-Pearson harm rate <= {self.target_loss:g} at {self.confidence:g} "
+            f"(fixed-sequence, Bonferroni over {self.chains} chains)"
+        )
+
+
+def _candidate_thresholds(values: np.ndarray, max_candidates: int) -> np.ndarray:
+    uniq = np.unique(np.round(values[np.isfinite(values)], 6))
+    if uniq.size > max_candidates:
+        uniq = np.unique(np.quantile(uniq, np.linspace(0, 1, max_candidates)))
+    return uniq[::-1]  # strictest (highest) first
+
+
+def calibrate(
+    queries: Mapping[str, Sequence[ProfilingRecord]],
+    *,
+    algorithm: str,
+    target_loss: float = 0.005,
+    confidence: float = 0.95,
+    bound: Bound = "clopper-pearson",
+    measures: Sequence[str] | None = None,
+    max_candidates: int = 200,
+) -> RuleChoice:
+    r"""Choose the rule that saves the most tokens with harm rate under ``target_loss``.
+
+    Parameters
+    ----------
+    queries:
+        ``{query_id: records sorted by step}`` of one algorithm (see :func:`group_queries`).
+    target_loss:
+        Allowed accuracy loss as a fraction (0.005 = 0.5 points).
+    confidence:
+        :math:`1-\delta` of the bound.
+    bound:
+        ``clopper-pearson`` or ``none`` (see the module docstring).
+    measures:
+        Measures to consider (default: every measure present in all records).
+
+    >>> recs = [ProfilingRecord(f"q{q}", "sc", s, s, 10 * s, {"m": s / 4}, "a", True, True)
+    ...         for q in range(300) for s in (1, 2, 3, 4)]
+    >>> choice = calibrate(group_queries(recs)["sc"], algorithm="sc", target_loss=0.05)
+    >>> choice.measure, choice.min_step, round(choice.outcome.saving, 2)
+    ('m', 1, 0.75)
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if not 0 <= target_loss < 1:
+        raise ValueError(f"target_loss is a fraction in [0, 1), got {target_loss}")
+    steps_list = list(queries.values())
+    if not steps_list:
+        raise ValueError(f"no profiling records for algorithm {algorithm!r}")
+    n = len(steps_list)
+    if measures is None:
+        names = [set(r.certaindex) for steps in steps_list for r in steps]
+        measures = sorted(set.intersection(*names)) if names else []
+    max_step = max(steps[-1].step for steps in steps_list)
+    min_steps = list(range(1, max_step))  # stopping "at or after the last step" saves nothing
+    chains = max(1, len(measures) * len(min_steps))
+    delta = (1.0 - confidence) / chains
+    full = _outcome(steps_list, lambda steps: len(steps) - 1)
+
+    def harm_stat(o: RuleOutcome) -> float:
+        if bound == "none":
+            return o.loss
+        return clopper_pearson_upper(o.harms, o.n, delta)
+
+    floor = 0.0 if bound == "none" else clopper_pearson_upper(0, n, delta)
+    best: tuple[str, float, int, RuleOutcome, float] | None = None
+    candidates = certified = 0
+    for measure in measures:
+        values = np.array([r.certaindex.get(measure, np.nan) for s in steps_list for r in s], dtype=float)
+        thresholds = _candidate_thresholds(values, max_candidates)
+        for m in min_steps:
+            for t in thresholds:
+                candidates += 1
+                o = evaluate_rule(queries, measure, float(t), m)
+                stat = harm_stat(o)
+                if stat > target_loss:
+                    break  # fixed-sequence: the walk ends at the first rule not certified
+                certified += 1
+                if best is None or o.tokens < best[3].tokens:
+                    best = (measure, float(t), m, o, stat)
+    notes = []
+    if bound != "none" and floor > target_loss:
+        notes.append(
+            f"{n} queries cannot certify a harm rate of {target_loss:g} at {confidence:g}: even with "
+            f"no harm the bound is {floor:.3f} (Bonferroni over {chains} chains); need more queries "
+            "or a looser target"
+        )
+    if best is None:
+        notes.append("no rule met the target: run to the full budget")
+        return RuleChoice(
+            algorithm, None, None, None, full, bound, confidence, target_loss,
+            harm_stat(full), chains, floor, candidates, certified, notes,
+        )  # fmt: skip
+    measure, t, m, o, stat = best
+    return RuleChoice(
+        algorithm, measure, t, m, o, bound, confidence, target_loss, stat, chains, floor,
+        candidates, certified, notes,
+    )  # fmt: skip
