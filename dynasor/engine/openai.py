@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ PriorityConvention = Literal["lower-first", "higher-first", "none"]
 """How the engine reads ``priority``: vLLM runs lower values first; SGLang, unless configured
 otherwise, higher first; ``none`` sends no priority field (servers that reject it)."""
 
+_EOL = re.compile(r"\r\n|\r|\n")
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _FINISH = {"stop": "stop", "length": "length", "abort": "abort", "tool_calls": "stop", "eos": "stop"}
 
@@ -75,19 +77,40 @@ class RetryPolicy:
 
 
 class SSEDecoder:
-    """Incremental server-sent-events parser: feed lines, get each event's ``data``.
+    """Incremental server-sent-events parser: feed text as it arrives, get each event's ``data``.
 
-    Follows the WHATWG rules that matter here: ``data:`` lines of one event are joined with
-    newlines, a blank line ends the event, lines starting with ``:`` are comments, other
-    fields (``event``, ``id``, ``retry``) are ignored.
+    Follows the WHATWG rules that matter here: lines end at ``\\r\\n``, ``\\n`` or ``\\r``
+    (and nowhere else: generated text may hold U+2028 or NEL, which ``str.splitlines`` would
+    break on); ``data:`` lines of one event are joined with newlines; a blank line ends the
+    event; lines starting with ``:`` are comments; other fields are ignored.
 
     >>> d = SSEDecoder()
-    >>> [d.feed(x) for x in ["data: {}", ": ping", "data: 1", ""]]
-    [None, None, None, '{}\\n1']
+    >>> d.decode("data: {}\\n: ping\\nda")
+    []
+    >>> d.decode("ta: 1\\r\\n\\r\\ndata: 2")
+    ['{}\\n1']
+    >>> d.flush()
+    ['2']
     """
 
     def __init__(self) -> None:
         self._data: list[str] = []
+        self._buf = ""
+
+    def decode(self, text: str) -> list[str]:
+        """Take the next piece of the body; return the data of every event it completes."""
+        self._buf += text
+        events: list[str] = []
+        start = 0
+        while (m := _EOL.search(self._buf, start)) is not None:
+            if m.group() == "\r" and m.end() == len(self._buf):
+                break  # maybe the first half of \r\n: wait for the next piece
+            event = self.feed(self._buf[start : m.start()])
+            if event is not None:
+                events.append(event)
+            start = m.end()
+        self._buf = self._buf[start:]
+        return events
 
     def feed(self, line: str) -> str | None:
         """Take one line (without its terminator); return the event's data when it ends."""
@@ -103,9 +126,11 @@ class SSEDecoder:
             self._data.append(value[1:] if value.startswith(" ") else value)
         return None
 
-    def flush(self) -> str | None:
-        """The pending event at end of stream, if the server did not end it with a blank line."""
-        return self.feed("")
+    def flush(self) -> list[str]:
+        """Events still pending at the end of the body (a server may omit the final blank line)."""
+        rest, self._buf = self._buf.rstrip("\r"), ""
+        events = [e for e in (self.feed(rest) if rest else None, self.feed("")) if e is not None]
+        return events
 
 
 class _Retryable(Exception):
@@ -298,13 +323,14 @@ class OpenAIBackend(Backend):
                     await response.aread()
                     raise _status_error(response)
                 decoder = SSEDecoder()
-                async for line in response.aiter_lines():
-                    data = decoder.feed(line)
-                    if data is not None and acc.event(data, time.monotonic() - t0):
+                done = False
+                async for text in response.aiter_text():
+                    for data in decoder.decode(text):
+                        done = done or acc.event(data, time.monotonic() - t0)
+                    if done:
                         break
                 else:
-                    data = decoder.flush()
-                    if data is not None:
+                    for data in decoder.flush():
                         acc.event(data, time.monotonic() - t0)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             error = EngineUnavailable(f"{type(exc).__name__} talking to {self.base_url}{path}: {exc}")

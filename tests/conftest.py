@@ -1,0 +1,112 @@
+"""Shared fixtures.
+
+Tests marked ``engine`` talk to a real vLLM server (see ``scripts/vllm_server.sh``). Its base
+URL comes from ``DYNASOR_TEST_UPSTREAM`` (default ``http://127.0.0.1:8011``) and the served
+model name from ``DYNASOR_TEST_MODEL`` (default: the first model the server lists). Tests that must
+stop and restart a server use ``tiny_engine``, which the suite starts itself. When no
+server answers, those tests are skipped with the reason, except under CI (``CI`` set to a
+true value), where they fail: CI must exercise the real engine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import httpx
+import pytest
+
+DEFAULT_UPSTREAM = "http://127.0.0.1:8011"
+
+
+def in_ci() -> bool:
+    """True when running under CI (where a missing engine is a failure, not a skip)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def engine_unavailable(reason: str) -> NoReturn:
+    """Skip the test with ``reason`` outside CI; fail it under CI."""
+    if in_ci():
+        pytest.fail(f"CI needs the real engine: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def engine_url() -> str:
+    """Base URL (no ``/v1``) of a healthy vLLM server serving the real SmolLM2 weights."""
+    url = os.environ.get("DYNASOR_TEST_UPSTREAM", DEFAULT_UPSTREAM).rstrip("/").removesuffix("/v1")
+    try:
+        ok = httpx.get(f"{url}/health", timeout=5.0).status_code == 200
+    except httpx.HTTPError as exc:
+        engine_unavailable(
+            f"no vLLM server at {url} ({type(exc).__name__}); start one with "
+            "scripts/vllm_setup.sh && scripts/vllm_server.sh start, or set DYNASOR_TEST_UPSTREAM"
+        )
+    if not ok:
+        engine_unavailable(f"vLLM server at {url} is not healthy")
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine_model(engine_url: str) -> str:
+    """The served model name to send with requests."""
+    if name := os.environ.get("DYNASOR_TEST_MODEL"):
+        return name
+    models = httpx.get(f"{engine_url}/v1/models", timeout=10.0).json()["data"]
+    if not models:
+        engine_unavailable(f"{engine_url} serves no model")
+    return str(models[0]["id"])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER_SCRIPT = ROOT / "scripts" / "vllm_server.sh"
+
+
+@dataclass
+class ManagedServer:
+    """A small vLLM server the tests start, stop and restart through ``scripts/vllm_server.sh``.
+
+    It serves ``smollm2-tiny`` (random weights, 2 layers) with ``--max-num-seqs 2`` so that
+    a handful of requests already queue, which is what priority and abort tests need.
+    """
+
+    port: int
+    model: str = "smollm2-tiny"
+    max_num_seqs: int = 2
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self, action: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        args = [str(SERVER_SCRIPT), action, "--port", str(self.port)]
+        if action == "start":
+            args += ["--model", self.model, "--", "--max-num-seqs", str(self.max_num_seqs)]
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def start(self) -> None:
+        done = self._run("start", timeout=400)
+        if done.returncode != 0:
+            raise RuntimeError(f"cannot start the test server:\n{done.stderr[-3000:]}")
+
+    def stop(self) -> None:
+        self._run("stop", timeout=60)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine() -> Iterator[ManagedServer]:
+    """A restartable tiny vLLM server (port ``DYNASOR_TEST_TINY_PORT``, default 8013)."""
+    server = ManagedServer(port=int(os.environ.get("DYNASOR_TEST_TINY_PORT", "8013")))
+    home = Path(os.environ.get("DYNASOR_ENGINE_HOME", Path.home() / ".cache" / "dynasor"))
+    if not (home / "vllm-env" / "bin" / "python").exists() or not (home / "models" / server.model).exists():
+        engine_unavailable(f"no engine venv or {server.model} model under {home}: run scripts/vllm_setup.sh")
+    try:
+        server.start()
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        engine_unavailable(str(exc))
+    yield server
+    server.stop()
