@@ -11,7 +11,7 @@ Pure library (numpy/scipy + math-verify); it knows nothing of servers or engines
   :func:`weighted_consensus`; batched :func:`entropy_batch`, :func:`majority_batch`;
   combinations :func:`all_of`, :func:`any_of`;
 - calibration: :class:`ProfilingRecord`, :func:`records_from_trace`, :func:`calibrate`;
-- defaults: :data:`DEFAULT_RULES` and the knobs in :mod:`certaindex._defaults`.
+- defaults: the measures' knobs live in :mod:`certaindex._defaults`.
 """
 
 from certaindex._answers import (
@@ -38,7 +38,7 @@ from certaindex._calibration import (
 )
 from certaindex._certainty import Certainty
 from certaindex._combine import all_of, any_of
-from certaindex._defaults import DEFAULT_RULES, HESITATION_WORDS
+from certaindex._defaults import HESITATION_WORDS
 from certaindex._entropy import (
     cluster_counts,
     entropy_batch,
@@ -62,7 +62,6 @@ from certaindex._stopping import beta_stop, dirichlet_stop, esc_window
 from certaindex._tokens import approx_tokens
 
 __all__ = [
-    "DEFAULT_RULES",
     "HESITATION_WORDS",
     "Certainty",
     "Equivalence",

@@ -290,6 +290,7 @@ def calibrate(
     confidence: float = 0.95,
     bound: Bound = "clopper-pearson",
     measures: Sequence[str] | None = None,
+    min_steps: Sequence[int] | None = None,
     max_candidates: int = 200,
 ) -> RuleChoice:
     r"""Choose the rule that saves the most tokens with harm rate under ``target_loss``.
@@ -306,6 +307,10 @@ def calibrate(
         ``clopper-pearson`` or ``none`` (see the module docstring).
     measures:
         Measures to consider (default: every measure present in all records).
+    min_steps:
+        Check steps to consider (default: every step but the last). Each (measure, min_step)
+        pair is one chain of the Bonferroni correction: a small family fixed in advance buys
+        a tighter bound.
 
     >>> recs = [ProfilingRecord(f"q{q}", "sc", s, s, 10 * s, {"m": s / 4}, "a", True, True)
     ...         for q in range(300) for s in (1, 2, 3, 4)]
@@ -325,7 +330,9 @@ def calibrate(
         names = [set(r.certaindex) for steps in steps_list for r in steps]
         measures = sorted(set.intersection(*names)) if names else []
     max_step = max(steps[-1].step for steps in steps_list)
-    min_steps = list(range(1, max_step))  # stopping "at or after the last step" saves nothing
+    if min_steps is None:
+        min_steps = range(1, max_step)  # stopping "at or after the last step" saves nothing
+    min_steps = [m for m in min_steps if 1 <= m < max_step]
     chains = max(1, len(measures) * len(min_steps))
     delta = (1.0 - confidence) / chains
     full = _outcome(steps_list, lambda steps: len(steps) - 1)

@@ -1,21 +1,17 @@
-"""Default knobs and stopping rules: the one place thresholds live when nothing is calibrated.
+"""Default knobs of the measures: the one place their constants live.
 
-``dynasor calibrate`` writes per-workload rules that override :data:`DEFAULT_RULES`. The
-defaults prefer rules whose error is controlled by construction (a Bayesian posterior, a
-consensus ratio), because thresholds on agreement or reward do not transfer between
-workloads.
+Per-algorithm stopping *rules* (measure, threshold, step) are not here: the allocator reads
+them from its config (``dynasor/data/allocator.yaml``, or what ``dynasor calibrate`` writes).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 __all__ = [
+    "BETA_STOP_CONFIDENCE",
     "DEEPCONF_CONSENSUS",
     "DEEPCONF_GROUP_WINDOW",
     "DEEPCONF_KEEP_PERCENT",
     "DEEPCONF_TAIL_TOKENS",
-    "DEFAULT_RULES",
     "ESC_WINDOW",
     "HESITATION_WORDS",
     "PROBE_WINDOW",
@@ -46,14 +42,5 @@ DEEPCONF_CONSENSUS = 0.95
 SYMBOLIC_TIMEOUT_S = 2.0
 """Seconds one symbolic (math-verify) comparison may take before it counts as unequal."""
 
-DEFAULT_RULES: dict[str, dict[str, Any]] = {
-    # Adaptive-Consistency's Beta rule at its published 0.95: no calibration data needed.
-    "sc": {"measure": "beta", "threshold": 0.95, "min_step": 1, "source": "default"},
-    # Dynasor-CoT: PROBE_WINDOW agreeing probes (the probe measure reaches 1).
-    "cot": {"measure": "probe", "threshold": 1.0, "min_step": 1, "source": "default"},
-    # Reward rules have no scale-free default: these are conservative guesses; calibrate.
-    "mcts": {"measure": "reward_mean", "threshold": 0.9, "min_step": 2, "source": "default, uncalibrated"},
-    "rebase": {"measure": "reward_max", "threshold": 0.9, "min_step": 2, "source": "default, uncalibrated"},
-    "deepconf": {"measure": "deepconf", "threshold": DEEPCONF_CONSENSUS, "min_step": 1, "source": "default"},
-}
-"""Per-algorithm stopping rules: stop once ``measure >= threshold`` at step ``>= min_step``."""
+BETA_STOP_CONFIDENCE = 0.95
+"""Adaptive-Consistency's published stopping threshold for its Beta rule."""

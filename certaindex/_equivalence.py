@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from certaindex._answers import canonical_key, numeric_value
+from certaindex._defaults import SYMBOLIC_TIMEOUT_S
 from certaindex._symbolic import SymbolicComparer
 
 __all__ = ["Equivalence", "answers_equal", "cluster_answers", "default_equivalence"]
@@ -48,7 +49,7 @@ class Equivalence:
         Symbolic results remembered (least recently used evicted).
     """
 
-    def __init__(self, timeout: float = 2.0, *, symbolic: bool = True, cache_size: int = 65536) -> None:
+    def __init__(self, timeout: float = SYMBOLIC_TIMEOUT_S, *, symbolic: bool = True, cache_size: int = 65536) -> None:
         self.symbolic = symbolic
         self.cache_size = cache_size
         self._comparer = SymbolicComparer(timeout) if symbolic else None
@@ -156,7 +157,7 @@ _DEFAULT: Equivalence | None = None
 
 
 def default_equivalence() -> Equivalence:
-    """The process-wide :class:`Equivalence` (2 s timeout, shared cache), created on first use."""
+    """The process-wide :class:`Equivalence` (default timeout, shared cache), created on first use."""
     global _DEFAULT
     if _DEFAULT is None:
         _DEFAULT = Equivalence()

@@ -59,6 +59,7 @@ def records_from_trace(
     reward_scale: RewardScale | None = None,
     esc: int = ESC_WINDOW,
     dataset: str | None = None,
+    tokens_exact: bool | None = None,
 ) -> list[ProfilingRecord]:
     """Profiling records of one recorded query, one per round of ``round_size`` samples.
 
@@ -68,7 +69,7 @@ def records_from_trace(
     Reward measures (``reward_mean``, ``reward_max``) are added when every sample has a
     ``score``, mapped through ``reward_scale``. Token counts are the samples' ``tokens``;
     where missing, :func:`~certaindex.approx_tokens` of the text (``tokens_exact`` false; so
-    too when the trace says ``"tokens_approx": true``).
+    too when the trace says ``"tokens_approx": true``, or when ``tokens_exact=False``).
 
     >>> trace = {"id": "q1", "reference": "2", "samples": [
     ...     {"text": "so \\\\boxed{2}", "tokens": 5}, {"text": "\\\\boxed{3}", "tokens": 4},
@@ -91,6 +92,8 @@ def records_from_trace(
         for s, a in zip(samples, answers, strict=True)
     ]
     exact = not trace.get("tokens_approx", False) and all(s.get("tokens") is not None for s in samples)
+    if tokens_exact is not None:
+        exact = exact and tokens_exact
     tokens = [int(s["tokens"]) if s.get("tokens") is not None else approx_tokens(s.get("text", "")) for s in samples]
     scores = [_score(s) for s in samples]
     has_scores = all(v is not None for v in scores)

@@ -20,6 +20,8 @@ import threading
 import time
 from pathlib import Path
 
+from certaindex._defaults import SYMBOLIC_TIMEOUT_S
+
 __all__ = ["SymbolicComparer"]
 
 _START_TIMEOUT_S = 120.0  # importing sympy + math-verify in a fresh interpreter
@@ -66,7 +68,7 @@ class SymbolicComparer:
     :meth:`close` stops it (also at exit).
     """
 
-    def __init__(self, timeout: float = 2.0) -> None:
+    def __init__(self, timeout: float = SYMBOLIC_TIMEOUT_S) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         self.timeout = timeout

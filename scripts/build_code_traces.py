@@ -177,6 +177,7 @@ def build_problem(row: dict, test_row: dict, problem: dict) -> dict:
         "prompt": row["prompt"],
         "reference": problem["canonical_solution"],
         "n_generated_tests": len(tests),
+        "tokens_approx": True,
         "samples": samples,
     }
 
@@ -209,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(args.out, "wt", encoding="utf-8") as fh:
         for _, _, problem in joined:
-            fh.write(json.dumps(done[problem["task_id"]]) + "\n")
+            record = {**done[problem["task_id"]], "tokens_approx": True}
+            fh.write(json.dumps(record) + "\n")
     print(f"wrote {args.out}")
     return 0
 
