@@ -126,6 +126,9 @@ class SimEngine:
         self._ids = itertools.count()
         self._waiting: list[tuple[tuple[int, int], SimSequence]] = []
         self._running: dict[int, SimSequence] = {}
+        # Max-heap of running sequences by (priority, id), stale entries skipped: the
+        # preemption victim in O(log n).
+        self._victims: list[tuple[int, int, SimSequence]] = []
         self._finish: list[tuple[int, int, SimSequence]] = []
         self.iteration = 0
         self._context = 0
@@ -340,6 +343,7 @@ class SimEngine:
         seq.admitted_at = self.iteration
         seq.finish_at = self.iteration + seq.target_tokens - seq.generated
         self._running[seq.id] = seq
+        heapq.heappush(self._victims, (-seq.priority, -seq.id, seq))
         tokens = seq.prompt_tokens + seq.generated
         self._context += tokens
         self._prefill += tokens
@@ -351,6 +355,9 @@ class SimEngine:
         self._context -= seq.prompt_tokens + seq.generated
         seq.admitted_at = -1
         del self._running[seq.id]
+        if len(self._victims) > 4 * len(self._running) + 64:  # drop stale entries now and then
+            self._victims = [(-s.priority, -s.id, s) for s in self._running.values()]
+            heapq.heapify(self._victims)
         if not self._running:
             self._segment_started = False
 
@@ -361,7 +368,11 @@ class SimEngine:
         heapq.heappush(self._waiting, (seq.order, seq))
 
     def _worst_running(self) -> SimSequence:
-        return max(self._running.values(), key=lambda s: s.order)
+        while True:
+            seq = self._victims[0][2]
+            if seq.admitted_at >= 0:
+                return seq
+            heapq.heappop(self._victims)
 
 
 class SimBackend(Backend):

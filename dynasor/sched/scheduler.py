@@ -51,14 +51,16 @@ class Gang:
     withdrawn: bool = False
     permit: asyncio.Future[None] | None = field(default=None, repr=False)
     on_dispatch: Callable[[Gang], None] | None = field(default=None, repr=False)
+    kv_tokens: int = field(init=False)
+    """Sum of ``request_kv``."""
+    max_tokens_mean: float = field(init=False)
+    """Mean ``max_tokens`` of the requests (a policy's prior for their length)."""
 
-    @property
-    def kv_tokens(self) -> int:
-        return sum(self.request_kv)
-
-    @property
-    def max_tokens_mean(self) -> float:
-        return sum(r.max_tokens for r in self.requests) / len(self.requests)
+    def __post_init__(self) -> None:
+        if not self.requests:
+            raise ValueError("a gang needs at least one request")
+        self.kv_tokens = sum(self.request_kv)
+        self.max_tokens_mean = sum(r.max_tokens for r in self.requests) / len(self.requests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,8 @@ class GangScheduler:
         self.policy = policy
         self.capacity = capacity
         self._clock = clock
-        self._heap: list[tuple[tuple[float, ...], int, Gang]] = []
+        # Entries are the policy key followed by (seq, gang): flat tuples compare fastest.
+        self._heap: list[tuple[float | int | Gang, ...]] = []
         self._waiting = 0
         self._seq = itertools.count()
         self._priority = itertools.count()
@@ -124,7 +127,7 @@ class GangScheduler:
     def submit(self, gang: Gang) -> None:
         """Queue ``gang`` (the scheduler does not dispatch here: call :meth:`schedule`)."""
         gang.seq = next(self._seq)
-        heapq.heappush(self._heap, (self.policy.key(gang), gang.seq, gang))
+        heapq.heappush(self._heap, (*self.policy.key(gang), gang.seq, gang))
         self._waiting += 1
 
     def withdraw(self, gang: Gang) -> None:
@@ -151,7 +154,7 @@ class GangScheduler:
         granted: list[Gang] = []
         now = self.now()
         while self._heap:
-            gang = self._heap[0][2]
+            gang: Gang = self._heap[0][-1]  # type: ignore[assignment]
             if gang.withdrawn:
                 heapq.heappop(self._heap)
                 continue

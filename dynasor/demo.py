@@ -1,0 +1,115 @@
+"""The embedded default workload: self-consistency over replayed traces on the sim engine.
+
+Queries arrive as a Poisson stream; each runs self-consistency with Certaindex early exit.
+The same queries then run again with a fixed budget (no early exit). The replay source
+draws each query's recorded samples in one seeded order, so the early-exit run's samples
+are a prefix of the fixed-budget run's: the comparison is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from certaindex import answers_equal
+from dynasor._query import Query, QueryResult
+from dynasor.allocator import AllocatorConfig
+from dynasor.clock import run as run_clock
+from dynasor.engine.sim import SimBackend
+from dynasor.engine.sources import ReplaySource
+from dynasor.engine.traces import TraceRecord, load_traces
+from dynasor.runtime import Runtime
+
+__all__ = ["DemoOutcome", "DemoSettings", "run_demo", "summarize"]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSettings:
+    traces: str | Path = "math-qwen25"
+    profile: str = "h100-llama3-8b"
+    policy: str = "dynasor"
+    rate: float = 2.0
+    """Query arrivals per second (Poisson)."""
+    max_samples: int = 8
+    samples_per_round: int = 2
+    limit: int | None = None
+    seed: int = 0
+    config: str | Path | None = None
+    """Allocator config file (None: the bundled defaults)."""
+    virtual: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOutcome:
+    record: TraceRecord
+    early: QueryResult
+    baseline: QueryResult
+
+    @property
+    def early_correct(self) -> bool:
+        return answers_equal(self.early.answer, self.record.reference)
+
+    @property
+    def baseline_correct(self) -> bool:
+        return answers_equal(self.baseline.answer, self.record.reference)
+
+
+async def _run_all(
+    records: Sequence[TraceRecord], settings: DemoSettings, allocator: AllocatorConfig
+) -> list[QueryResult]:
+    source = ReplaySource(records, seed=settings.seed)
+    arrivals = random.Random(settings.seed)
+    async with SimBackend(settings.profile, source) as backend:
+        runtime = Runtime(backend, policy=settings.policy, allocator=allocator)
+        params = {"max_samples": settings.max_samples, "samples_per_round": settings.samples_per_round}
+
+        async def arrive(delay: float, record: TraceRecord) -> QueryResult:
+            await asyncio.sleep(delay)
+            return await runtime.run(Query(record.prompt, "sc", params, id=record.id))
+
+        delays, clock = [], 0.0
+        for _ in records:
+            delays.append(clock)
+            clock += arrivals.expovariate(settings.rate)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(arrive(d, r)) for d, r in zip(delays, records, strict=True)]
+    return [t.result() for t in tasks]
+
+
+def run_demo(settings: DemoSettings) -> list[DemoOutcome]:
+    """Run the workload with early exit and with a fixed budget; pair the results."""
+    records = load_traces(settings.traces)[: settings.limit]
+    allocator = AllocatorConfig.load(settings.config) if settings.config else AllocatorConfig.bundled()
+    early = run_clock(_run_all(records, settings, allocator), virtual=settings.virtual)
+    baseline = run_clock(_run_all(records, settings, AllocatorConfig()), virtual=settings.virtual)
+    return [DemoOutcome(r, e, b) for r, e, b in zip(records, early, baseline, strict=True)]
+
+
+def _p90(values: Sequence[float]) -> float:
+    return statistics.quantiles(values, n=10)[-1] if len(values) > 1 else values[0]
+
+
+def summarize(outcomes: Sequence[DemoOutcome]) -> dict[str, float]:
+    """Totals of both runs: accuracy, completion tokens, saving, latency."""
+    n = len(outcomes)
+    early_tokens = sum(o.early.usage.completion_tokens for o in outcomes)
+    base_tokens = sum(o.baseline.usage.completion_tokens for o in outcomes)
+    return {
+        "queries": n,
+        "accuracy": sum(o.early_correct for o in outcomes) / n,
+        "baseline_accuracy": sum(o.baseline_correct for o in outcomes) / n,
+        "tokens": early_tokens,
+        "baseline_tokens": base_tokens,
+        "tokens_saved": base_tokens - early_tokens,
+        "saved_fraction": 1 - early_tokens / base_tokens if base_tokens else 0.0,
+        "samples": sum(o.early.samples for o in outcomes),
+        "baseline_samples": sum(o.baseline.samples for o in outcomes),
+        "latency_mean": statistics.fmean(o.early.latency for o in outcomes),
+        "baseline_latency_mean": statistics.fmean(o.baseline.latency for o in outcomes),
+        "latency_p90": _p90([o.early.latency for o in outcomes]),
+        "baseline_latency_p90": _p90([o.baseline.latency for o in outcomes]),
+    }
