@@ -1,0 +1,166 @@
+"""The proxy application: assembles services and routes (``create_app``)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dynasor.allocator import AllocatorConfig
+from dynasor.engine.base import Backend
+from dynasor.engine.openai import OpenAIBackend, RetryPolicy
+from dynasor.engine.sim import SimBackend
+from dynasor.runtime import Runtime
+from dynasor.server import routes
+from dynasor.server._passthrough import ServingError, SimResponder, UpstreamRelay
+from dynasor.server._settings import ServerSettings
+from dynasor.server.metrics import ProxyMetrics
+from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, error_body
+from dynasor.server.serving import QueryAllocator, ReasoningService
+from dynasor.server.upstreams import PooledBackend, Replica, UpstreamPool
+
+__all__ = ["ProxyState", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+class ProxyState:
+    """Everything the routes use, built from the settings (one per app)."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.metrics = ProxyMetrics()
+        self.sim: SimResponder | None = None
+        self.relay: UpstreamRelay | None = None
+        profile = settings.sim_profile
+        backends: list[tuple[str, Backend]]
+        if profile is not None:
+            sim = SimBackend(profile, settings.sim_source, seed=settings.sim_seed)
+            backends = [(f"sim:{profile}", sim)]
+        else:
+            retry = RetryPolicy(attempts=settings.upstream_attempts)
+            backends = [
+                (
+                    url.rstrip("/").removesuffix("/v1"),
+                    OpenAIBackend(
+                        url,
+                        settings.model,
+                        api_key=settings.upstream_api_key,
+                        connect_timeout=settings.connect_timeout_s,
+                        read_timeout=settings.read_timeout_s,
+                        retry=retry,
+                    ),
+                )
+                for url in settings.upstreams
+            ]
+        self.pool = UpstreamPool([Replica(url, b) for url, b in backends], retry_s=settings.replica_retry_s)
+        self.backend = PooledBackend(self.pool)
+        config = AllocatorConfig.load(settings.allocator_config) if settings.allocator_config else None
+        self.runtime = Runtime(
+            self.backend, policy=settings.policy, allocator=QueryAllocator(config), max_active=settings.max_active
+        )
+        self.runtime.observers.append(self.metrics.observe)
+        self.reasoning = ReasoningService(settings, self.runtime, self.backend)
+        on_done = self._passthrough_done
+        if profile is not None:
+            self.sim = SimResponder(self.pool.replicas[0].backend, on_done=on_done)
+        else:
+            self.relay = UpstreamRelay(
+                self.pool,
+                api_key=settings.upstream_api_key,
+                connect_timeout=settings.connect_timeout_s,
+                read_timeout=settings.read_timeout_s,
+                on_done=on_done,
+            )
+        m = self.metrics
+        m.track(settings.policy, lambda: float(len(self.runtime.scheduler)), lambda: float(self.runtime.active))
+        m.passthrough_inflight.set_function(self._inflight)
+        for replica in self.pool.replicas:
+            m.upstream_up.labels(replica.url).set_function(lambda r=replica: float(r.up(self.pool.clock())))
+            m.upstream_load.labels(replica.url).set_function(lambda r=replica: float(r.load))
+
+    def _inflight(self) -> float:
+        if self.relay is not None:
+            return float(self.relay.inflight)
+        return float(self.sim.inflight if self.sim is not None else 0)
+
+    def _passthrough_done(self, path: str, seconds: float) -> None:
+        self.metrics.passthrough_latency.labels(path).observe(seconds)
+
+    def check_limits(self, body: ChatCompletionRequest | CompletionRequest) -> None:
+        """400 for ``n`` or ``max_tokens`` beyond the configured limits."""
+        limits = self.settings
+        if body.n is not None and body.n > limits.max_n:
+            raise ServingError(400, f"n {body.n} exceeds this server's limit {limits.max_n}", param="n")
+        cap = body.token_cap()
+        if cap is not None and cap > limits.max_tokens:
+            raise ServingError(
+                400, f"max_tokens {cap} exceeds this server's limit {limits.max_tokens}", param="max_tokens"
+            )
+
+    def sim_models(self) -> dict[str, Any]:
+        """``/v1/models`` over the simulated engine."""
+        model = {"id": self.backend.model, "object": "model", "created": int(time.time()), "owned_by": "dynasor-sim"}
+        return {"object": "list", "data": [model]}
+
+    async def aclose(self) -> None:
+        if self.relay is not None:
+            await self.relay.aclose()
+        await self.runtime.aclose()
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """The proxy as an ASGI app; services start with the app's lifespan."""
+    settings = settings or ServerSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.proxy = ProxyState(settings)
+        try:
+            yield
+        finally:
+            await app.state.proxy.aclose()
+
+    app = FastAPI(
+        title="Dynasor",
+        summary="OpenAI-compatible proxy that serves LLM reasoning programs with Certaindex early exit.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(routes.api_router)
+    app.include_router(routes.ops_router)
+
+    @app.exception_handler(ServingError)
+    async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:
+        return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        message = str(first.get("msg", "invalid request"))
+        if first.get("type") == "json_invalid":
+            message = "Request body is not valid JSON"
+        elif loc:
+            message = f"{'.'.join(loc)}: {message}"
+        return JSONResponse(error_body(message, 400, param=".".join(loc) or None), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return JSONResponse(error_body(str(exc.detail), exc.status_code, kind), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s", request.url.path)
+        return JSONResponse(error_body(f"internal error: {type(exc).__name__}", 500, "server_error"), 500)
+
+    return app

@@ -1,0 +1,166 @@
+"""HTTP routes: thin. Each handler hands the request to the services on ``app.state.proxy``.
+
+A handler that answers as a whole races the work against the client's disconnect, and a
+disconnect cancels the work: a reasoning query then aborts every sub-request in the
+engine, a pass-through request closes its upstream connection (vLLM aborts on that).
+Streams are cancelled by the server itself when the client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from dynasor.server._passthrough import Relay, ServingError
+from dynasor.server._shapes import Endpoint
+from dynasor.server.metrics import CONTENT_TYPE_LATEST
+from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, ErrorResponse
+
+if TYPE_CHECKING:
+    from dynasor.server.app import ProxyState
+
+__all__ = ["api_router", "ops_router"]
+
+T = TypeVar("T")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Bad request (OpenAI error shape)."},
+    401: {"model": ErrorResponse, "description": "Missing or wrong API key."},
+    429: {"model": ErrorResponse, "description": "Too many reasoning queries; see Retry-After."},
+    502: {"model": ErrorResponse, "description": "The upstream failed."},
+    503: {"model": ErrorResponse, "description": "No upstream available; see Retry-After."},
+}
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+def _state(request: Request) -> ProxyState:
+    return request.app.state.proxy  # type: ignore[no-any-return]
+
+
+async def require_api_key(request: Request) -> None:
+    """401 unless the request carries the configured key (``Authorization: Bearer KEY``)."""
+    key = _state(request).settings.api_key
+    if key is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), key.encode()):
+        raise ServingError(401, "Missing or invalid API key", "authentication_error")
+
+
+api_router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=_ERRORS)
+ops_router = APIRouter()
+
+
+@api_router.post("/chat/completions", summary="Chat completion, plain or with reasoning (`dynasor`).")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    return await _handle(request, "chat", body)
+
+
+@api_router.post("/completions", summary="Text completion, plain or with reasoning (`dynasor`).")
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    return await _handle(request, "completions", body)
+
+
+@api_router.get("/models", summary="Models the upstream serves.")
+async def models(request: Request) -> Response:
+    state = _state(request)
+    if state.relay is None:
+        return JSONResponse(state.sim_models())
+    try:
+        relay = await _until_disconnect(request, state.relay.forward("GET", "/v1/models", b"", {}, stream=False))
+    except ServingError as exc:
+        return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+    except ClientGone:
+        return Response(status_code=499)
+    return _to_response(relay)
+
+
+@ops_router.get("/health", summary="Liveness, and the upstream replicas as the proxy sees them.")
+async def health(request: Request) -> Response:
+    state = _state(request)
+    now = state.pool.clock()
+    replicas = [{"url": r.url, "up": r.up(now), "load": r.load, "error": r.last_error} for r in state.pool.replicas]
+    ok = any(r["up"] for r in replicas)
+    return JSONResponse({"status": "ok" if ok else "degraded", "upstreams": replicas}, status_code=200 if ok else 503)
+
+
+@ops_router.get("/metrics", summary="Prometheus metrics.")
+async def metrics(request: Request) -> Response:
+    return Response(_state(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _handle(request: Request, endpoint: Endpoint, body: ChatCompletionRequest | CompletionRequest) -> Response:
+    state = _state(request)
+    kind = "plain" if body.dynasor is None else "reasoning"
+    status = 499
+    try:
+        state.check_limits(body)
+        if body.dynasor is None:
+            if state.relay is None:
+                assert state.sim is not None
+                relay = await _until_disconnect(request, state.sim.answer(endpoint, body))
+            else:
+                raw = await request.body()
+                relay = await _until_disconnect(
+                    request, state.relay.forward("POST", request.url.path, raw, request.headers, stream=body.stream)
+                )
+            response = _to_response(relay)
+        else:
+            plan = state.reasoning.plan(endpoint, body)
+            if body.stream:
+                response = StreamingResponse(state.reasoning.stream(plan), media_type="text/event-stream")
+            else:
+                answer = await _until_disconnect(request, state.reasoning.complete(plan))
+                response = JSONResponse(answer)
+        status = response.status_code
+        return response
+    except ServingError as exc:
+        status = exc.status
+        return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+    except ClientGone:
+        return Response(status_code=499)
+    finally:
+        state.metrics.requests.labels(endpoint, kind, str(status)).inc()
+
+
+async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``; if the client disconnects first, cancel it and give up on the answer."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise ClientGone
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _to_response(relay: Relay) -> Response:
+    if relay.stream is not None:
+        return StreamingResponse(relay.stream, status_code=relay.status, headers=relay.headers)
+    return Response(relay.body, status_code=relay.status, headers=relay.headers)

@@ -1,0 +1,330 @@
+"""Reasoning requests: a ``dynasor`` object in the body becomes a :class:`~dynasor._query.Query`.
+
+No web framework here: :class:`ReasoningService` checks a request, runs it on the
+:class:`~dynasor.runtime.Runtime` and builds the OpenAI response, or the stream of chunks.
+
+Streaming. Algorithms listed in ``ServerSettings.streaming_algorithms`` (chain of thought)
+stream their reasoning text as it decodes: every text delta of the query's sub-requests
+except probes (``tag == "probe"``) becomes a content chunk, and the stream ends as soon as
+the query exits. Other algorithms (SC, MCTS, REBASE, ...) send one *progress chunk* per
+certaindex report, a chunk with an empty ``choices`` list and a ``dynasor`` object::
+
+    {"object": "chat.completion.chunk", "choices": [], "dynasor": {"type": "report", "step": 2,
+     "certaindex": 0.81, "measure": "entropy", "samples": 4, "answer": "42"}}
+
+which standard clients skip (they read ``choices``), then the answer as content chunks.
+The finishing chunk carries the query's summary in its ``dynasor`` object as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from algorithms import ALGORITHMS, make_program
+from algorithms.protocol import Program
+from dynasor._exceptions import ConfigError, QueueFull
+from dynasor._query import Budget, ExitReason, Query, QueryResult
+from dynasor.allocator import Allocator, AllocatorConfig, Decision
+from dynasor.engine.base import EngineRequest
+from dynasor.runtime import Runtime
+from dynasor.sched.policy import QueryStats
+from dynasor.server._passthrough import ServingError, unavailable
+from dynasor.server._settings import ServerSettings
+from dynasor.server._shapes import DONE, Endpoint, Shaper, sse
+from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, Effort
+from dynasor.server.upstreams import NoHealthyUpstream, PooledBackend
+
+__all__ = ["EFFORT_PRESETS", "QueryAllocator", "ReasoningPlan", "ReasoningService", "usage_block"]
+
+EFFORT_PRESETS: dict[Effort, dict[str, Any]] = {
+    "mild": {"threshold": 0.95, "min_step": 4},
+    "low": {"threshold": 0.9, "min_step": 3},
+    "mid": {"threshold": 0.8, "min_step": 2},
+    "high": {"threshold": 0.7, "min_step": 2},
+    "crazy": {"threshold": 0.5, "min_step": 1},
+}
+"""Stop-rule presets for ``effort`` (mild stops least eagerly, crazy most), applied to the
+query's algorithm when it has no ``effort`` knob of its own. Presets, not calibrated values:
+a calibrated config (``--config``) or an explicit ``certaindex`` object takes precedence
+field by field."""
+
+_TEXT = object()
+_END = object()
+
+
+class QueryAllocator(Allocator):
+    """The server's allocator: the configured rules, overridden per query when a request asks."""
+
+    def __init__(self, config: AllocatorConfig | None = None) -> None:
+        super().__init__(config)
+        self.overrides: dict[str, Allocator] = {}
+
+    def decide(
+        self,
+        algorithm: str,
+        stats: QueryStats,
+        certainty: Any,
+        *,
+        now: float,
+        step_time: float | None = None,
+    ) -> Decision:
+        own = self.overrides.get(stats.id)
+        if own is not None:
+            return own.decide(algorithm, stats, certainty, now=now, step_time=step_time)
+        return super().decide(algorithm, stats, certainty, now=now, step_time=step_time)
+
+
+@dataclass(slots=True)
+class ReasoningPlan:
+    """A checked reasoning request, ready to run."""
+
+    endpoint: Endpoint
+    query: Query
+    program: Program
+    allocator: Allocator | None
+    """Per-request stop rules (None: the configured ones)."""
+    model: str
+    stream_text: bool
+    progress: bool
+    include_usage: bool
+
+
+def usage_block(result: QueryResult) -> dict[str, Any]:
+    """OpenAI ``usage`` with the ``dynasor`` extension."""
+    usage = result.usage
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "dynasor": {
+            "algorithm": result.algorithm,
+            "exit_reason": str(result.exit_reason),
+            "samples": result.samples,
+            "steps": result.steps,
+            "tokens_generated": usage.completion_tokens,
+            "tokens_cap": usage.tokens_cap,
+            "tokens_saved": usage.tokens_saved,
+            "certaindex": result.certaindex,
+            "answer": result.answer,
+            "latency_s": round(result.latency, 6),
+            "queue_time_s": round(result.queue_time, 6),
+        },
+    }
+
+
+class ReasoningService:
+    """Checks, runs and answers reasoning requests."""
+
+    def __init__(self, settings: ServerSettings, runtime: Runtime, backend: PooledBackend) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.backend = backend
+        allocator = runtime.allocator
+        self.allocator = allocator if isinstance(allocator, QueryAllocator) else None
+
+    # -- checking ------------------------------------------------------------------------
+
+    def plan(self, endpoint: Endpoint, req: ChatCompletionRequest | CompletionRequest) -> ReasoningPlan:
+        """Turn a request into a query; raises :class:`ServingError` (400) for a client mistake."""
+        opts = req.dynasor
+        assert opts is not None
+        limits = self.settings
+        if opts.algorithm not in ALGORITHMS:
+            raise ServingError(
+                400,
+                f"Unknown algorithm: {opts.algorithm!r} (choose from {', '.join(sorted(ALGORITHMS))})",
+                param="dynasor.algorithm",
+            )
+        if (req.n or 1) > 1:
+            raise ServingError(400, "n > 1 is not supported with dynasor: one answer per query", param="n")
+        if opts.max_samples is not None and opts.max_samples > limits.max_samples:
+            raise ServingError(
+                400,
+                f"max_samples {opts.max_samples} exceeds this server's limit {limits.max_samples}",
+                param="dynasor.max_samples",
+            )
+        accepted = _knobs(opts.algorithm)
+        params = opts.knobs()
+        cap = req.token_cap()
+        if cap is not None and "max_tokens" in accepted:
+            params.setdefault("max_tokens", cap)
+        if req.temperature is not None and "temperature" in accepted:
+            params.setdefault("temperature", req.temperature)
+        knob_tokens = params.get("max_tokens")
+        if isinstance(knob_tokens, int) and knob_tokens > limits.max_tokens:
+            raise ServingError(
+                400,
+                f"max_tokens {knob_tokens} exceeds this server's limit {limits.max_tokens}",
+                param="dynasor.max_tokens",
+            )
+        if opts.max_samples is not None and "max_samples" in accepted:
+            params.setdefault("max_samples", opts.max_samples)
+        changes: dict[str, Any] = {}
+        if opts.effort is not None:
+            if "effort" in accepted:
+                params.setdefault("effort", opts.effort)
+            else:
+                changes.update(EFFORT_PRESETS[opts.effort])
+        if opts.certaindex is not None:
+            changes.update(opts.certaindex.changes())
+        allocator: Allocator | None = None
+        if changes:
+            try:
+                allocator = Allocator(self.runtime.allocator.config.with_rule(opts.algorithm, **changes))
+            except (ConfigError, TypeError, ValueError) as exc:
+                raise ServingError(400, f"bad certaindex rule: {exc}", param="dynasor.certaindex") from exc
+        try:
+            program = make_program(opts.algorithm, params)
+        except (ValueError, TypeError) as exc:
+            raise ServingError(400, str(exc), param="dynasor") from exc
+        try:
+            budget = Budget(max_samples=opts.max_samples, max_tokens=opts.max_total_tokens, max_steps=opts.max_steps)
+        except ValueError as exc:
+            raise ServingError(400, str(exc), param="dynasor") from exc
+        prefix = "chatcmpl" if endpoint == "chat" else "cmpl"
+        query = Query(
+            prompt=_prompt(req),
+            algorithm=opts.algorithm,
+            params=params,
+            budget=budget,
+            deadline=opts.deadline,
+            id=f"{prefix}-{uuid.uuid4().hex}",
+        )
+        if self.runtime.active >= limits.max_active:
+            raise ServingError(
+                429,
+                f"{self.runtime.active} reasoning queries running (limit {limits.max_active}); retry later",
+                "rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            )
+        return ReasoningPlan(
+            endpoint=endpoint,
+            query=query,
+            program=program,
+            allocator=allocator,
+            model=req.model or self.backend.model,
+            stream_text=opts.algorithm in limits.streaming_algorithms,
+            progress=opts.progress,
+            include_usage=bool((req.stream_options or {}).get("include_usage")),
+        )
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self, plan: ReasoningPlan, on_event: Any = None) -> QueryResult:
+        """Run the planned query; the client's cancellation aborts every sub-request."""
+        qid = plan.query.id
+        pool = self.backend.pool
+        try:
+            pool.bind(qid)
+        except NoHealthyUpstream as exc:
+            raise unavailable(exc) from None
+        if plan.allocator is not None and self.allocator is not None:
+            self.allocator.overrides[qid] = plan.allocator
+        try:
+            result = await self.runtime.run(plan.query, plan.program, on_event=on_event)
+        except QueueFull as exc:
+            raise ServingError(429, str(exc), "rate_limit_exceeded", headers={"Retry-After": "1"}) from None
+        finally:
+            pool.release(qid)
+            if self.allocator is not None:
+                self.allocator.overrides.pop(qid, None)
+            self.backend.taps.pop(qid, None)
+        if result.exit_reason is ExitReason.ERROR and not result.output:
+            raise ServingError(502, f"upstream failed: {result.error}", "upstream_error")
+        return result
+
+    async def complete(self, plan: ReasoningPlan) -> dict[str, Any]:
+        """The whole answer as one OpenAI response object."""
+        result = await self.run(plan)
+        shaper = Shaper(plan.endpoint, plan.model, id=plan.query.id)
+        return shaper.response([(result.output, _finish(result))], usage_block(result))
+
+    async def stream(self, plan: ReasoningPlan) -> AsyncIterator[bytes]:
+        """Server-sent events of the answer (see the module docstring)."""
+        shaper = Shaper(plan.endpoint, plan.model, id=plan.query.id)
+        events: asyncio.Queue[tuple[object, Any]] = asyncio.Queue()
+        streamed: list[str] = []
+
+        def on_event(event: Mapping[str, Any]) -> None:
+            events.put_nowait((None, dict(event)))
+
+        if plan.stream_text:
+
+            def tap(request: EngineRequest, text: str) -> None:
+                if request.request.tag != "probe":
+                    events.put_nowait((_TEXT, text))
+
+            self.backend.taps[plan.query.id] = tap
+        task = asyncio.get_running_loop().create_task(self.run(plan, on_event=on_event))
+        task.add_done_callback(lambda _: events.put_nowait((_END, None)))
+        try:
+            if plan.endpoint == "chat":
+                yield shaper.chunk("", first=True)
+            while True:
+                kind, payload = await events.get()
+                if kind is _END:
+                    break
+                if kind is _TEXT:
+                    streamed.append(payload)
+                    yield shaper.chunk(payload)
+                elif plan.progress:
+                    yield shaper.side_chunk(extra={"dynasor": payload})
+            try:
+                result = task.result()
+            except ServingError as exc:
+                yield sse(exc.body) + DONE
+                return
+            tail = _tail("".join(streamed), result)
+            if tail:
+                yield shaper.chunk(tail)
+            usage = usage_block(result)
+            yield shaper.chunk(
+                None if plan.endpoint == "chat" else "", _finish(result), extra={"dynasor": usage["dynasor"]}
+            )
+            if plan.include_usage:
+                yield shaper.side_chunk(usage=usage)
+            yield DONE
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ServingError):
+                    await task
+
+
+def _finish(result: QueryResult) -> str:
+    return "stop"
+
+
+def _tail(streamed: str, result: QueryResult) -> str:
+    """What is left to send after the streamed reasoning: the rest of the output, or the answer."""
+    output = result.output
+    if not streamed:
+        return output
+    if output.startswith(streamed):
+        return output[len(streamed) :]
+    return f"\n\n**Final Answer:** \\boxed{{{result.answer}}}" if result.answer is not None else ""
+
+
+def _prompt(req: ChatCompletionRequest | CompletionRequest) -> Any:
+    if isinstance(req, ChatCompletionRequest):
+        return req.messages
+    if isinstance(req.prompt, str):
+        return req.prompt
+    if len(req.prompt) != 1:
+        raise ServingError(400, "a reasoning request takes one prompt", param="prompt")
+    return req.prompt[0]
+
+
+def _knobs(algorithm: str) -> set[str]:
+    factory = ALGORITHMS[algorithm]
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
