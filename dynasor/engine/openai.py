@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import httpx
 
-from algorithms.protocol import Completion, GenerateRequest, TokenLogprob
+from algorithms.protocol import Completion, GenerateRequest, TokenLogprob  # noqa: F401  (doctest)
 from dynasor._exceptions import ConfigError, EngineError, EngineTimeout, EngineUnavailable
 from dynasor.engine.base import Backend, Capacity, EngineRequest
 
@@ -164,6 +164,11 @@ class OpenAIBackend(Backend):
         Backoff for failures before the first token.
     max_connections
         Size of the keep-alive connection pool (one streaming request holds one).
+    continuous_usage
+        Ask for usage in every chunk (``stream_options.continuous_usage_stats``, a vLLM
+        extension) so ``request.meter`` is exact while the request runs; turn it off for
+        servers that reject the field (the meter then counts one token per chunk until the
+        final usage block).
     transport
         An httpx transport to use instead of the network (tests pass ``httpx.MockTransport``).
     seed
@@ -184,6 +189,7 @@ class OpenAIBackend(Backend):
         retry: RetryPolicy | None = None,
         max_connections: int = 512,
         headers: Mapping[str, str] | None = None,
+        continuous_usage: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         seed: int | None = None,
     ) -> None:
@@ -195,6 +201,7 @@ class OpenAIBackend(Backend):
         self._model_known = model is not None
         self.priority_convention: PriorityConvention = priority
         self.retry = retry or RetryPolicy()
+        self.continuous_usage = continuous_usage
         self._capacity = Capacity(max_seqs, max_kv_tokens) if max_seqs is not None else None
         self._rng = random.Random(seed)
         all_headers = dict(headers or {})
@@ -249,6 +256,8 @@ class OpenAIBackend(Backend):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if self.continuous_usage:
+            body["stream_options"]["continuous_usage_stats"] = True
         if req.stop:
             body["stop"] = list(req.stop)
         if req.seed is not None:
@@ -294,7 +303,7 @@ class OpenAIBackend(Backend):
                 assert last is not None
                 await asyncio.sleep(self.retry.delay(attempt - 1, self._rng, last.retry_after))
             try:
-                return await self._stream_once(path, body, request.request, attempts=attempt + 1)
+                return await self._stream_once(path, body, request, attempts=attempt + 1)
             except _Retryable as exc:
                 last = exc
         assert last is not None
@@ -313,9 +322,9 @@ class OpenAIBackend(Backend):
                 self.model, self._model_known = names[0], True
 
     async def _stream_once(
-        self, path: str, body: Mapping[str, Any], req: GenerateRequest, *, attempts: int
+        self, path: str, body: Mapping[str, Any], request: EngineRequest, *, attempts: int
     ) -> Completion:
-        acc = _Accumulator(req)
+        acc = _Accumulator(request)
         t0 = time.monotonic()
         try:
             async with self._client.stream("POST", path, json=body) as response:
@@ -398,8 +407,9 @@ def _status_error(response: httpx.Response) -> Exception:
 class _Accumulator:
     """Folds the stream's chunks into a :class:`Completion` (choice 0; we never ask for n > 1)."""
 
-    def __init__(self, req: GenerateRequest) -> None:
-        self.req = req
+    def __init__(self, request: EngineRequest) -> None:
+        self.req = request.request
+        self.meter = request.meter
         self.parts: list[str] = []
         self.logprobs: list[TokenLogprob] = []
         self.finish: str | None = None
@@ -427,8 +437,10 @@ class _Accumulator:
             )
         self.chunks += 1
         self.id = self.id or chunk.get("id")
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
+        if usage := chunk.get("usage"):
+            self.usage = usage
+            self.meter.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            self.meter.completion_tokens = int(usage.get("completion_tokens") or 0)
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue
@@ -443,7 +455,12 @@ class _Accumulator:
                 if self.req.on_text is not None:
                     self.req.on_text(text)
             if choice.get("logprobs"):
-                self.logprobs.extend(_parse_logprobs(choice["logprobs"]))
+                parsed = _parse_logprobs(choice["logprobs"])
+                self.logprobs.extend(parsed)
+            else:
+                parsed = []
+            if self.usage is None and (text or parsed):
+                self.meter.completion_tokens += max(len(parsed), 1)
             if choice.get("finish_reason"):
                 self.finish = choice["finish_reason"]
                 self.stop_reason = choice.get("stop_reason")

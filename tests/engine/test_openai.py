@@ -124,7 +124,7 @@ def test_completion_body() -> None:
     assert path == "/v1/completions"
     assert body["prompt"] == "hi" and body["logprobs"] == 2 and body["stop"] == ["\n"]
     assert body["seed"] == 7 and body["top_k"] == 5 and body["priority"] == 3
-    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["stream"] is True and body["stream_options"]["include_usage"] is True
 
 
 def test_chat_body_continues_final_message() -> None:
@@ -405,3 +405,35 @@ async def test_capacity_is_what_was_configured() -> None:
     async with backend(refuse, max_seqs=64, max_kv_tokens=90_000) as b:
         cap = b.capacity()
         assert cap is not None and (cap.max_seqs, cap.max_kv_tokens) == (64, 90_000)
+
+
+async def test_meter_tracks_tokens_of_a_cancelled_request() -> None:
+    """Without continuous usage the meter counts chunks; a cancelled request keeps its count."""
+    first = json.dumps({"choices": [{"index": 0, "text": "t"}]})
+    stream = ChunkedStream([f"data: {first}\n\n".encode()] * 1000, delay=0.005)
+    r = req(on_text=lambda t: None)
+    async with backend(lambda _: httpx.Response(200, stream=stream), continuous_usage=False) as b:
+        assert "continuous_usage_stats" not in b.build_body(r)[1]["stream_options"]
+        task = asyncio.create_task(b.generate(r))
+        while r.meter.completion_tokens < 5:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert 5 <= r.meter.completion_tokens == stream.sent
+
+
+async def test_meter_follows_continuous_usage() -> None:
+    events = [
+        {"choices": [{"index": 0, "text": "ab"}], "usage": {"prompt_tokens": 4, "completion_tokens": 2}},
+        {
+            "choices": [{"index": 0, "text": "c", "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 4, "completion_tokens": 3},
+        },
+        {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 3}},
+    ]
+    r = req()
+    async with backend(lambda _: httpx.Response(200, content=sse(events))) as b:
+        assert b.build_body(r)[1]["stream_options"]["continuous_usage_stats"] is True
+        c = await b.generate(r)
+    assert (r.meter.prompt_tokens, r.meter.completion_tokens) == (4, 3) == (c.prompt_tokens, c.completion_tokens)
