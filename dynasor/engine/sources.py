@@ -187,9 +187,8 @@ class SyntheticSource(Source):
         spec = self._queries.get(query_id)
         if spec is None:
             rng = query_rng(self.seed, "query", query_id)
-            d = self._difficulty.get(query_id)
-            if d is None:
-                d = rng.betavariate(self.alpha, self.beta)
+            drawn = rng.betavariate(self.alpha, self.beta)  # drawn always: answers must not depend on overrides
+            d = self._difficulty.get(query_id, drawn)
             values = rng.sample(range(1, 1000), self.distractors + 1)
             p_correct = 1.0 - 0.85 * d
             zipf = [1.0 / (k + 1) for k in range(self.distractors)]

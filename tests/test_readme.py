@@ -1,0 +1,46 @@
+"""The README's set-up commands and library example stay true."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+from dynasor._query import Query
+from dynasor.allocator import AllocatorConfig, StopRule
+from dynasor.clock import run
+from dynasor.engine.sim import SimBackend
+from dynasor.engine.sources import SyntheticSource
+from dynasor.runtime import Runtime
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def test_first_shell_block_is_the_two_setup_commands() -> None:
+    block = re.search(r"```sh\n(.*?)```", README, re.S)
+    assert block is not None
+    assert block.group(1).strip().splitlines() == [
+        "pip install -e . && dynasor demo",
+        "pip install -e '.[dev]' && pytest",
+    ]
+
+
+def test_library_example_runs_on_the_sim_engine() -> None:
+    code = re.search(r"```python\n(.*?)```", README, re.S)
+    assert code is not None
+    namespace: dict[str, object] = {}
+    exec(compile(textwrap.dedent(code.group(1)), "README.md", "exec"), namespace)
+
+    async def main() -> list[object]:
+        source = SyntheticSource(seed=1)
+        source.set_difficulty("easy", 0.0)
+        source.set_difficulty("hard", 1.0)
+        config = AllocatorConfig({"vote": StopRule(measure="entropy", threshold=0.6, min_step=2)})
+        runtime = Runtime(SimBackend(source=source), allocator=config)
+        results = [await runtime.run(Query("What is 6 x 7?", "vote", id=q)) for q in ("easy", "hard")]
+        await runtime.aclose()
+        return results
+
+    easy, hard = run(main())
+    assert easy.answer == SyntheticSource(seed=1).reference("easy")  # type: ignore[attr-defined]
+    assert easy.samples < hard.samples <= 16  # type: ignore[attr-defined]
