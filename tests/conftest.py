@@ -97,11 +97,16 @@ class ManagedServer:
         self._run("stop", timeout=60)
 
 
+def engine_home() -> Path:
+    """Where ``scripts/vllm_setup.sh`` keeps the engine venv and the models."""
+    return Path(os.environ.get("DYNASOR_ENGINE_HOME", Path.home() / ".cache" / "dynasor"))
+
+
 @pytest.fixture(scope="session")
 def tiny_engine() -> Iterator[ManagedServer]:
     """A restartable tiny vLLM server (port ``DYNASOR_TEST_TINY_PORT``, default 8013)."""
     server = ManagedServer(port=int(os.environ.get("DYNASOR_TEST_TINY_PORT", "8013")))
-    home = Path(os.environ.get("DYNASOR_ENGINE_HOME", Path.home() / ".cache" / "dynasor"))
+    home = engine_home()
     if not (home / "vllm-env" / "bin" / "python").exists() or not (home / "models" / server.model).exists():
         engine_unavailable(f"no engine venv or {server.model} model under {home}: run scripts/vllm_setup.sh")
     try:
