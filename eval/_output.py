@@ -1,0 +1,93 @@
+"""Writing a run's outputs: ``summary.json``, ``profile.jsonl``, PNG plots and the terminal table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from eval._report import ACCURACY_LOSS_POINTS, summarize, write_profile, write_summary
+from eval._results import ResultsFile
+
+__all__ = ["finalize", "render_table"]
+
+
+def finalize(
+    out: str | Path,
+    *,
+    ids: Collection[str] | None = None,
+    rule: Mapping[str, Any] | None = None,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Summarise ``out/results.jsonl`` (restricted to ``ids`` when given) into the run's outputs.
+
+    Writes ``summary.json``, ``profile.jsonl`` (calibration records) and, with ``plots``,
+    the PNG plots. Returns the summary.
+    """
+    out = Path(out)
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    records = [r for r in ResultsFile(out / "results.jsonl") if ids is None or r["id"] in ids]
+    summary = summarize(records, run=run, rule=rule)
+    algorithm = str((run.get("config") or {}).get("algorithm", "sc"))
+    summary["profile_records"] = write_profile(out / "profile.jsonl", records, algorithm)
+    if plots:
+        from eval._plots import write_plots
+
+        summary["plots"] = [p.name for p in write_plots(out, records, summary)]
+    write_summary(out / "summary.json", summary)
+    return summary
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def render_table(summary: Mapping[str, Any]) -> Any:
+    """A rich table of the run: one row per arm (and the oracle), with the label in the title."""
+    from rich.table import Table
+
+    table = Table(title=f"dynasor eval [{summary['label']}] {summary.get('backend') or ''}", title_justify="left")
+    for column in ("arm", "acc", "tokens/q", "samples/q", "saved", "latency", "exits"):
+        table.add_column(column, justify="left" if column in ("arm", "exits") else "right")
+    fixed = summary.get("fixed_budget")
+
+    def saved(tokens_mean: float) -> str:
+        return _pct(1 - tokens_mean / fixed["tokens_mean"]) if fixed and fixed["tokens_mean"] else "-"
+
+    def row(name: str, arm: Mapping[str, Any]) -> None:
+        if not arm.get("queries"):
+            return
+        exits = ", ".join(f"{k} {v}" for k, v in sorted(arm["exit_reasons"].items()))
+        table.add_row(
+            name,
+            _pct(arm["accuracy"]),
+            f"{arm['tokens_mean']:.0f}",
+            f"{arm['samples_mean']:.2f}",
+            saved(arm["tokens_mean"]),
+            f"{arm['latency_mean_s']:.2f}s",
+            exits,
+        )
+
+    if fixed:
+        row("fixed", fixed)
+    row("early exit", summary["early_exit"])
+    best = summary.get(f"best_within_{ACCURACY_LOSS_POINTS}pt")
+    if best:
+        table.add_row(
+            f"best <={ACCURACY_LOSS_POINTS}pt",
+            _pct(best["accuracy"]),
+            f"{best['tokens_mean']:.0f}",
+            "",
+            _pct(best["saving"]),
+            "",
+            f"rule m={best['min_step']} t={best['threshold']:.3g} (sweep)",
+        )
+    oracle = summary.get("oracle")
+    if oracle:
+        table.add_row(
+            "oracle", _pct(oracle["accuracy"]), f"{oracle['tokens_mean']:.0f}", "", _pct(oracle["saving"]), "", ""
+        )
+    if summary.get("comparison"):
+        table.caption = summary["comparison"]
+    return table

@@ -1,0 +1,67 @@
+"""Programs the evaluator builds itself: self-consistency whose answers are program behaviour.
+
+The registered ``sc`` program clusters samples by their extracted math answer. On code, two
+samples are "the same answer" when the programs behave the same, which needs the problem's
+example inputs and a sandbox; :class:`KeyedSelfConsistency` takes the key of a sample from an
+async function instead (behaviour signature on a live engine, the recorded signature on a
+replayed trace), and returns the program text of the leading cluster as its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from algorithms import SelfConsistency
+from algorithms.protocol import Completion, Context, GenerateRequest, Program
+from algorithms.sc import chat_prompt
+
+__all__ = ["CODE_INSTRUCTION", "KeyedSelfConsistency", "chosen_completion"]
+
+CODE_INSTRUCTION = (
+    "Write a complete, self-contained Python solution. Put the whole function in one ```python code block."
+)
+
+Keyer = Callable[[Completion], Awaitable[tuple[str | None, str | None]]]
+"""Maps a completion to ``(answer, key)``: what it answers and the cluster it belongs to."""
+
+
+@dataclass
+class KeyedSelfConsistency(SelfConsistency):
+    """Self-consistency with answers and cluster keys from ``keyer`` (same knobs as ``sc``)."""
+
+    instruction: str | None = CODE_INSTRUCTION
+    keyer: Keyer | None = field(default=None, repr=False)
+
+    async def run(self, ctx: Context) -> None:
+        if self.keyer is None:
+            raise ValueError("KeyedSelfConsistency needs a keyer")
+        sample = GenerateRequest(chat_prompt(ctx.query, self.instruction), self.max_tokens, self.temperature)
+        assert self.max_samples is not None
+        while len(self.completions) < self.max_samples:
+            size = min(self.samples_per_round, self.max_samples - len(self.completions))
+            batch = await ctx.gather([sample] * size)
+            keyed = await asyncio.gather(*(self.keyer(c) for c in batch))
+            for completion, (answer, key) in zip(batch, keyed, strict=True):
+                self.completions.append(completion)
+                self.answers.append(answer)
+                self.keys.append(key)
+            ctx.report(self.certainty())
+
+
+def chosen_completion(program: Program) -> Completion | None:
+    """The sample behind a self-consistency program's current answer (its leading cluster's first).
+
+    None for programs that do not keep samples and keys the way ``sc`` does.
+    """
+    completions = getattr(program, "completions", None)
+    keys = getattr(program, "keys", None)
+    if not isinstance(completions, list) or not isinstance(keys, list) or len(keys) != len(completions):
+        return None
+    counts = Counter(k for k in keys if k is not None)
+    if not counts:
+        return None
+    leader = counts.most_common(1)[0][0]
+    return next(c for c, k in zip(completions, keys, strict=True) if k == leader)

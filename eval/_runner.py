@@ -1,0 +1,329 @@
+"""The batch evaluator: runs a dataset through the runtime, grades, writes resumable results.
+
+Each query runs in up to two *arms*: ``early`` (the configured Certaindex stop rules) and,
+with ``compare_baseline``, ``fixed`` (the same program and knobs, no early exit). Both arms
+use their own runtime and backend; on replay they draw the same recorded samples in the same
+order, so the early-exit run is exactly a prefix of the fixed one. Every certaindex report
+is graded too (was the answer at that step right?), which is what the threshold sweep, the
+oracle stop and the calibration records are computed from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from algorithms import make_program
+from algorithms.protocol import Completion, Program
+from dynasor._exceptions import ConfigError
+from dynasor._query import Budget, Query, QueryResult
+from dynasor.allocator import AllocatorConfig
+from dynasor.runtime import Runtime
+from eval._backends import BackendSpec, parse_backend
+from eval._datasets import Problem, load_problems
+from eval._graders import CodeGrader, candidate_program, shared_math_grader
+from eval._programs import KeyedSelfConsistency, chosen_completion
+from eval._results import ResultsFile
+
+__all__ = ["EvalConfig", "Evaluator", "run_eval"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class EvalConfig:
+    """What ``dynasor eval`` runs."""
+
+    dataset: str
+    algorithm: str = "sc"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """The algorithm's knobs (``max_samples``, ``samples_per_round``, ``max_tokens``, ...)."""
+    backend: str = "sim"
+    model: str | None = None
+    policy: str = "dynasor"
+    allocator: AllocatorConfig | None = None
+    """Stop rules of the early-exit arm (None: the bundled defaults)."""
+    limit: int | None = None
+    concurrency: int = 8
+    out: Path = Path("runs/eval")
+    compare_baseline: bool = False
+    seed: int = 0
+    profile: str = "h100-llama3-8b"
+    """Cost profile of the simulated engine (``sim`` and ``replay`` backends)."""
+    kind: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+    split: str = "test"
+    grade_timeout: float = 10.0
+    api_key: str | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must match for a run to resume into an existing results file."""
+        allocator = self.allocator or AllocatorConfig.bundled()
+        return {
+            "dataset": self.dataset,
+            "algorithm": self.algorithm,
+            "params": dict(self.params),
+            "backend": self.backend,
+            "model": self.model,
+            "policy": self.policy,
+            "allocator": json.loads(json.dumps(dataclasses.asdict(allocator), default=str)),
+            "compare_baseline": self.compare_baseline,
+            "seed": self.seed,
+            "kind": self.kind,
+            "fields": dict(self.fields),
+        }
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class Evaluator:
+    """Runs problems through the arms, grades them and appends results (see :func:`run_eval`)."""
+
+    def __init__(self, config: EvalConfig, backend: BackendSpec, results: ResultsFile) -> None:
+        self.config = config
+        self.backend = backend
+        self.results = results
+        self.math = shared_math_grader()
+        self.code = CodeGrader(timeout=config.grade_timeout)
+        allocator = config.allocator or AllocatorConfig.bundled()
+        self.arms: dict[str, Runtime] = {"early": Runtime(backend.make(), policy=config.policy, allocator=allocator)}
+        if config.compare_baseline:
+            # No thresholds: the program runs to its full budget.
+            fixed = AllocatorConfig(deadline_guard=False)
+            self.arms["fixed"] = Runtime(backend.make(), policy=config.policy, allocator=fixed)
+        self._recorded: dict[str, Any] = {r.id: r for r in backend.traces} if backend.traces else {}
+
+    async def run(self, problems: list[Problem], on_result: Progress | None = None) -> None:
+        todo: asyncio.Queue[Problem] = asyncio.Queue()
+        for problem in problems:
+            if problem.id not in self.results.done:
+                todo.put_nowait(problem)
+
+        async def worker() -> None:
+            while not todo.empty():
+                problem = todo.get_nowait()
+                record = await self.evaluate(problem)
+                self.results.append(record)
+                if on_result is not None:
+                    on_result(record)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(max(1, min(self.config.concurrency, todo.qsize()))):
+                    tg.create_task(worker())
+        finally:
+            for runtime in self.arms.values():
+                await runtime.aclose()
+
+    async def evaluate(self, problem: Problem) -> dict[str, Any]:
+        """Both arms of one problem, graded; the ``results.jsonl`` record."""
+        async with asyncio.TaskGroup() as tg:
+            tasks = {name: tg.create_task(self._arm(name, runtime, problem)) for name, runtime in self.arms.items()}
+        arms = {name: task.result() for name, task in tasks.items()}
+        reference = self._reference(problem)
+        record: dict[str, Any] = {"id": problem.id, "kind": problem.kind, "reference": reference, **arms["early"]}
+        if "fixed" in arms:
+            record["baseline"] = arms["fixed"]
+        return record
+
+    # -- one arm -------------------------------------------------------------------------------
+
+    async def _arm(self, arm: str, runtime: Runtime, problem: Problem) -> dict[str, Any]:
+        program = self._program(problem)
+        chosen: list[Completion | None] = []
+
+        def on_event(event: Mapping[str, Any]) -> None:
+            if event.get("type") == "report":
+                chosen.append(chosen_completion(program))
+
+        query = Query(
+            _query_prompt(problem),
+            self.config.algorithm,
+            dict(self.config.params),
+            budget=Budget(),
+            id=problem.id,
+        )
+        result = await runtime.run(query, program, on_event=on_event)
+        trajectory = []
+        for point, pick in zip(result.trajectory, chosen, strict=False):
+            correct = await self._correct(problem, point.answer, pick, None)
+            trajectory.append(
+                {
+                    "step": point.step,
+                    "samples": point.samples,
+                    "tokens": point.tokens,
+                    "measure": point.measure,
+                    "value": point.value,
+                    "answer": _short(point.answer),
+                    "correct": correct,
+                    "time": point.time,
+                }
+            )
+        correct = await self._correct(problem, result.answer, chosen_completion(program), result.output)
+        return _arm_record(result, correct, trajectory)
+
+    def _program(self, problem: Problem) -> Program:
+        params = dict(self.config.params)
+        try:
+            if problem.kind == "code" and self.config.algorithm == "sc" and self.backend.synthetic is None:
+                program = KeyedSelfConsistency(**params)
+                program.keyer = self._keyer(problem)
+                return program
+            return make_program(self.config.algorithm, params)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{self.config.algorithm}: {exc}") from exc
+
+    def _keyer(self, problem: Problem) -> Callable[[Completion], Any]:
+        recorded = self._recorded
+
+        async def key(completion: Completion) -> tuple[str | None, str | None]:
+            code = candidate_program(problem, completion.text)
+            trace = recorded.get(str(completion.meta.get("trace_id")))
+            if trace is not None and "sample" in completion.meta:
+                # Replay: the behaviour signature recorded with the trace.
+                return code, trace.samples[int(completion.meta["sample"])].answer
+            return code, await self._blocking(self.code.behaviour, problem, completion.text)
+
+        return key
+
+    def _reference(self, problem: Problem) -> str | None:
+        if self.backend.synthetic is not None:
+            return self.backend.synthetic.reference(problem.id)
+        return problem.reference
+
+    async def _correct(
+        self, problem: Problem, answer: str | None, chosen: Completion | None, output: str | None
+    ) -> bool:
+        """Whether ``answer`` is right: recorded correctness for code replays, else the graders."""
+        if self.backend.synthetic is not None:
+            # Synthetic samples answer a made-up question whose answer the source knows.
+            target = replace(problem, kind="math", reference=self._reference(problem))
+            return (await self._blocking(self.math.grade, target, answer)).correct
+        if problem.kind == "math":
+            return (await self._blocking(self.math.grade, problem, answer)).correct
+        if chosen is not None and chosen.meta.get("correct") is not None:
+            return bool(chosen.meta["correct"])
+        if problem.tests is None:
+            return False
+        text = answer if answer else output
+        return (await self._blocking(self.code.grade, problem, text)).correct
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a grader call off the loop in real time; inline in virtual time, where a
+        thread hop costs more than the call and cannot distort the (simulated) clock."""
+        if self.backend.virtual_time:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
+
+
+def _query_prompt(problem: Problem) -> str:
+    if problem.kind == "code" and problem.entry_point and f"def {problem.entry_point}" in problem.prompt:
+        return f"Complete the following Python function.\n\n```python\n{problem.prompt.rstrip()}\n```"
+    return problem.prompt
+
+
+def _short(answer: str | None, limit: int = 300) -> str | None:
+    if answer is None or len(answer) <= limit:
+        return answer
+    return answer[:limit] + "..."
+
+
+def _arm_record(result: QueryResult, correct: bool, trajectory: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "answer": _short(result.answer, 2000),
+        "correct": correct,
+        "tokens": result.usage.completion_tokens,
+        "prompt_tokens": result.usage.prompt_tokens,
+        "tokens_cap": result.usage.tokens_cap,
+        "samples": result.samples,
+        "steps": result.steps,
+        "exit_reason": str(result.exit_reason),
+        "certaindex": result.certaindex,
+        "latency": result.latency,
+        "queue_time": result.queue_time,
+        "error": result.error,
+        "trajectory": trajectory,
+    }
+
+
+def run_eval(
+    config: EvalConfig,
+    *,
+    problems: list[Problem] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_result: Progress | None = None,
+) -> tuple[ResultsFile, BackendSpec]:
+    """Evaluate ``config.dataset`` and append to ``config.out/results.jsonl``; resumable.
+
+    Queries already in the results file are skipped. ``on_start(total, done)`` is called
+    once before the first query, ``on_result(record)`` after each. Simulated backends
+    (``sim``, ``replay:``) run in virtual time.
+
+    Raises
+    ------
+    ConfigError
+        Bad dataset, backend or algorithm, or an existing results file from another configuration.
+    """
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fingerprint = config.fingerprint()
+    run_file = out / "run.json"
+    if run_file.exists():
+        previous = json.loads(run_file.read_text(encoding="utf-8")).get("config", {})
+        changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
+        if changed:
+            raise ConfigError(
+                f"{out} holds results of another configuration (differs in: {', '.join(changed)}); "
+                "choose another --out or remove it"
+            )
+    backend = parse_backend(
+        config.backend,
+        dataset=config.dataset,
+        model=config.model,
+        profile=config.profile,
+        seed=config.seed,
+        api_key=config.api_key,
+    )
+    if problems is None:
+        kind: Any = config.kind
+        problems = load_problems(config.dataset, split=config.split, fields=config.fields, kind=kind)
+    if config.limit is not None:
+        problems = problems[: config.limit]
+    _check_algorithm(config)
+    run_file.write_text(
+        json.dumps({"config": fingerprint, "backend": {"kind": backend.kind, "label": backend.label}}, indent=2),
+        encoding="utf-8",
+    )
+    results = ResultsFile(out / "results.jsonl")
+    wanted = {p.id for p in problems}
+    if on_start is not None:
+        on_start(len(problems), len(results.done & wanted))
+    evaluator = Evaluator(config, backend, results)
+
+    async def main() -> None:
+        await evaluator.run(problems, on_result)
+
+    if backend.virtual_time:
+        import looptime
+
+        with asyncio.Runner(loop_factory=lambda: looptime.new_event_loop(start=0.0)) as runner:
+            runner.run(main())
+    else:
+        asyncio.run(main())
+    return results, backend
+
+
+def _check_algorithm(config: EvalConfig) -> None:
+    try:
+        make_program(config.algorithm, config.params)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
