@@ -39,8 +39,9 @@ from dynasor.engine.sources import Source, SyntheticSource, prompt_text
 
 __all__ = ["CostProfile", "SimBackend", "SimEngine", "SimSequence", "load_profile", "profile_names"]
 
-# Tolerance when matching elapsed time to iteration boundaries; far below any step time.
-_EPS = 1e-9
+# Tolerance when matching elapsed time to iteration boundaries: above looptime's 1 us clock
+# resolution, far below any step time.
+_EPS = 2e-6
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,7 +212,7 @@ class SyntheticSource(Source):
         tokens = max(1, round(rng.lognormvariate(math.log(spec.mean_tokens), self.length_sigma)))
         correct = choice == 0
         score = min(1.0, max(0.0, rng.gauss(0.75 if correct else 0.45, 0.12)))
-        text = f"Let us reason step by step about the problem. [{tokens} tokens] So the answer is \\boxed{{{answer}}}."
+        text = f"Let us reason step by step about the problem. So the answer is \\boxed{{{answer}}}."
         meta = {"correct": correct, "score": score, "difficulty": spec.difficulty}
         return Draft(text, tokens, self.prompt_tokens, meta)
 
