@@ -16,7 +16,8 @@ agreement of the finished paths' answers:
 .. math:: c = r \cdot e, \qquad e = \frac{\log m - H(\text{answers})}{\log m}
 
 with :math:`r` the normalised reward measure and :math:`e` the normalised entropy certaindex
-over the :math:`m` finished paths (0 while fewer than two have finished).
+over the :math:`m` finished paths (0 while fewer than ``min_finished`` have finished: two
+agreeing paths are too little evidence to stop a search).
 """
 
 from __future__ import annotations
@@ -123,11 +124,12 @@ def tree_certainty(
     rewards: Sequence[float],
     finished: Sequence[Node],
     measure: str,
+    min_finished: int = 3,
 ) -> Certainty:
     """The tree certaindex ``reward(rewards) * entropy(finished answers)`` (module docs)."""
     r = reward(rewards, None)  # rewards are normalised already
     labels = cluster_answers([n.answer for n in finished])
-    e = normalized_entropy(labels).value if len(finished) >= 2 else 0.0
+    e = normalized_entropy(labels).value if len(finished) >= max(min_finished, 2) else 0.0
     details = {"reward": r.value, "agreement": e, "finished": len(finished), "paths": len(rewards)}
     return Certainty(min(1.0, max(0.0, r.value * e)), measure, details)
 

@@ -29,6 +29,8 @@ Knobs and defaults
     Maps scorer output to [0, 1]: ``identity``, ``sigmoid`` (logits).
 ``vote`` (``reward``)
     Answer from the finished paths: ``reward``-weighted majority, ``majority`` or ``best``.
+``min_finished`` (3)
+    Finished paths needed before their agreement counts (until then the certaindex is 0).
 ``answer_kind`` (``math``), ``instruction``
 """
 
@@ -65,6 +67,7 @@ class MonteCarloTreeSearch(Program):
     max_depth: int = 12
     reward_scale: str = "identity"
     vote: str = "reward"
+    min_finished: int = 3
     answer_kind: str = "math"
     instruction: str | None = DEFAULT_INSTRUCTION
     root: Node = field(default_factory=Node, init=False, repr=False)
@@ -135,7 +138,7 @@ class MonteCarloTreeSearch(Program):
         """Mean reward over explored paths times the finished paths' answer agreement."""
         # A path's reward sits on each of its nodes: average over path ends, not nodes.
         ends = [n for n in self.explored if not n.children]
-        return tree_certainty(mean_reward, [n.reward for n in ends], self.finished(), "mcts")
+        return tree_certainty(mean_reward, [n.reward for n in ends], self.finished(), "mcts", self.min_finished)
 
     def answer(self) -> str | None:
         best = vote_finished(self.finished(), self.vote)

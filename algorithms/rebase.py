@@ -19,7 +19,8 @@ Knobs and defaults
 ``balance_temperature`` (0.2)
     T of the softmax: lower concentrates the budget on the best nodes.
 ``max_depth`` (12), ``delimiter`` (``"\n\n"``), ``step_tokens`` (256), ``temperature`` (0.8)
-``reward_scale`` (``identity``), ``vote`` (``reward``), ``answer_kind`` (``math``), ``instruction``
+``reward_scale`` (``identity``), ``vote`` (``reward``), ``min_finished`` (3), ``answer_kind`` (``math``),
+``instruction``
     As in :mod:`algorithms.mcts`.
 
 References
@@ -61,7 +62,8 @@ def balance(rewards: Sequence[float], budget: int, temperature: float) -> list[i
     total = sum(weights)
     exact = [budget * w / total for w in weights]
     shares = [math.floor(x) for x in exact]
-    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - shares[i]), i))
+    # Largest remainder first; equal remainders go to the higher reward, then the earlier node.
+    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - shares[i]), -rewards[i], i))
     for i in order[: budget - sum(shares)]:
         shares[i] += 1
     return shares
@@ -81,6 +83,7 @@ class RewardBalancedSearch(Program):
     temperature: float = 0.8
     reward_scale: str = "identity"
     vote: str = "reward"
+    min_finished: int = 3
     answer_kind: str = "math"
     instruction: str | None = DEFAULT_INSTRUCTION
     root: Node = field(default_factory=Node, init=False, repr=False)
@@ -156,7 +159,9 @@ class RewardBalancedSearch(Program):
 
     def certainty(self) -> Certainty:
         """Best reward over explored paths times the finished paths' answer agreement."""
-        return tree_certainty(max_reward, [n.reward for n in self.explored], self.finished(), "rebase")
+        return tree_certainty(
+            max_reward, [n.reward for n in self.explored], self.finished(), "rebase", self.min_finished
+        )
 
     def answer(self) -> str | None:
         best = vote_finished(self.finished(), self.vote)

@@ -292,8 +292,9 @@ class _Step:
 class SyntheticStepSource(Source):
     r"""Synthetic reasoning steps for tree search, with a hidden "on track" state per path.
 
-    Per query a difficulty ``d`` sets the solution depth, ``min_steps + (max_steps -
-    min_steps) d`` steps, the chance that a first step is on track, ``1 - 0.7 d``, and that
+    Per query a difficulty ``d`` sets the solution depth, ``D = min_steps + (max_steps -
+    min_steps) d`` steps (a path may end earlier: each step from depth ``D - spread`` on is the
+    last with probability 0.35), the chance that a first step is on track, ``1 - 0.7 d``, and that
     an on-track step's child stays on track, ``0.97 - 0.3 d`` (an off-track path recovers with
     probability ``recover``). The final step of an on-track path states the correct answer,
     of an off-track one a distractor (Zipf-weighted). Each step's ``meta["score"]`` is a
@@ -316,8 +317,10 @@ class SyntheticStepSource(Source):
         distractors: int = 4,
         recover: float = 0.05,
         score_sd: float = 0.12,
+        spread: int = 2,
     ) -> None:
         self.seed = seed
+        self.spread = spread
         self.alpha, self.beta = alpha, beta
         self.min_steps, self.max_steps = min_steps, max_steps
         self.step_tokens = step_tokens
@@ -385,7 +388,8 @@ class SyntheticStepSource(Source):
         tokens = max(4, round(rng.lognormvariate(math.log(self.step_tokens), 0.3)))
         score = min(1.0, max(0.0, rng.gauss(0.72 if on_track else 0.4, self.score_sd)))
         meta: dict[str, Any] = {"score": score, "on_track": on_track, "depth": step.depth, "difficulty": d}
-        if step.depth >= depth:
+        # Paths end within the last few steps before the query's depth, so they finish unevenly.
+        if step.depth >= depth or (step.depth >= depth - self.spread and rng.random() < 0.35):
             zipf = [1.0 / (k + 1) for k in range(self.distractors)]
             answer = answers[0] if on_track else rng.choices(answers[1:], weights=zipf)[0]
             meta |= {"final": True, "answer": answer, "correct": on_track}

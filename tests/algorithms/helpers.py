@@ -15,8 +15,8 @@ from dynasor.engine.base import EngineRequest, Scorer
 from dynasor.engine.sim import SimBackend
 from dynasor.engine.sources import Draft, Source
 from dynasor.runtime import Runtime
-from dynasor.scorers import SyntheticScorer
 from dynasor.sched.scheduler import RequestRecord
+from dynasor.scorers import SyntheticScorer
 
 T = TypeVar("T")
 

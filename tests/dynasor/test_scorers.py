@@ -1,0 +1,150 @@
+"""Reward scorers: vLLM pooling endpoints (mocked HTTP), LLM judge, replay, synthetic, factory."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from algorithms.protocol import Completion, QueryInfo
+from dynasor._exceptions import ConfigError, EngineError
+from dynasor.engine.base import Backend, EngineRequest
+from dynasor.scorers import (
+    HttpRewardScorer,
+    JudgeScorer,
+    ReplayScorer,
+    SyntheticScorer,
+    make_scorer,
+    parse_grade,
+)
+
+QUERY = QueryInfo("q1", "What is 6 times 7?")
+
+
+def done(text: str, **meta: object) -> Completion:
+    return Completion(text, 5, 3, "stop", meta=meta)
+
+
+def vllm_mock(answer):
+    """A transport answering /classify and /pooling with ``answer(path, body)``; records bodies."""
+    seen: list[tuple[str, dict]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"data": [{"id": "rm"}]})
+        body = json.loads(request.content)
+        seen.append((request.url.path, body))
+        return httpx.Response(200, json=answer(request.url.path, body))
+
+    return httpx.MockTransport(handler), seen
+
+
+async def test_classify_scores_are_the_probability_of_the_last_class():
+    def answer(path, body):
+        rows = [
+            {"index": i, "label": "x", "probs": [1 - 0.1 * (i + 1), 0.1 * (i + 1)]} for i in range(len(body["input"]))
+        ]
+        return {"data": rows[::-1]}  # out of order on purpose
+
+    transport, seen = vllm_mock(answer)
+    scorer = HttpRewardScorer("http://rm", transport=transport)
+    scores = await scorer.score(QUERY, QUERY.prompt, [done("42"), done("41")])
+    await scorer.aclose()
+    assert scores == pytest.approx([0.1, 0.2])
+    path, body = seen[0]
+    assert path == "/classify" and body["model"] == "rm"
+    assert body["input"] == ["What is 6 times 7?\n42", "What is 6 times 7?\n41"]
+
+
+async def test_pooling_per_step_output_scores_the_last_step():
+    def answer(path, body):
+        return {"data": [{"index": 0, "data": [[0.9, 0.1], [0.3, 0.7]]}, {"index": 1, "data": [0.25]}]}
+
+    transport, seen = vllm_mock(answer)
+    scorer = HttpRewardScorer("http://rm", "prm", endpoint="pooling", transport=transport)
+    assert await scorer.score(QUERY, QUERY.prompt, [done("a"), done("b")]) == pytest.approx([0.7, 0.25])
+    assert seen[0][0] == "/pooling" and seen[0][1]["model"] == "prm"
+
+
+async def test_a_malformed_answer_is_an_engine_error():
+    transport, _ = vllm_mock(lambda path, body: {"data": [{"index": 0}]})
+    scorer = HttpRewardScorer("http://rm", "rm", transport=transport)
+    with pytest.raises(EngineError, match="classify"):
+        await scorer.score(QUERY, QUERY.prompt, [done("a")])
+    transport, _ = vllm_mock(lambda path, body: {"data": []})
+    scorer = HttpRewardScorer("http://rm", "rm", transport=transport)
+    with pytest.raises(EngineError, match="scored 0"):
+        await scorer.score(QUERY, QUERY.prompt, [done("a")])
+
+
+def test_unknown_endpoint_is_a_config_error():
+    with pytest.raises(ConfigError, match="pooling"):
+        HttpRewardScorer("http://rm", endpoint="embed")  # type: ignore[arg-type]
+
+
+class JudgeBackend(Backend):
+    """Replies to each judge prompt with ``reply(prompt_text)``."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.requests: list[EngineRequest] = []
+
+    async def generate(self, request: EngineRequest) -> Completion:
+        self.requests.append(request)
+        return done(self.reply(request.request.prompt[-1]["content"]))
+
+
+async def test_judge_grades_each_response_through_the_backend():
+    backend = JudgeBackend(lambda prompt: "9/10" if "42" in prompt.split("Solution:")[1] else "Score: 2")
+    scorer = JudgeScorer(backend)
+    scores = await scorer.score(QUERY, QUERY.prompt, [done("It is 42."), done("It is 41."), done("")])
+    assert scores == pytest.approx([0.9, 0.2, 0.2])
+    assert all(r.query_id == "q1" and r.request.tag == "judge" for r in backend.requests)
+    assert "What is 6 times 7?" in backend.requests[0].request.prompt[-1]["content"]
+
+
+async def test_judge_without_a_grade_falls_back_to_the_default():
+    scorer = JudgeScorer(JudgeBackend(lambda prompt: "I cannot say."), default=0.4)
+    assert await scorer.score(QUERY, QUERY.prompt, [done("x")]) == [0.4]
+
+
+@given(st.integers(0, 10))
+def test_parse_grade_reads_bare_and_fraction_grades(n):
+    assert parse_grade(f" {n}") == pytest.approx(n / 10)
+    assert parse_grade(f"I'd say {n} out of 10.") == pytest.approx(n / 10)
+    assert parse_grade(f"{n}/5") == pytest.approx(min(n / 5, 1.0))
+
+
+@given(st.text())
+def test_parse_grade_is_none_or_in_unit_range(text):
+    value = parse_grade(text)
+    assert value is None or 0.0 <= value <= 1.0
+
+
+async def test_replay_scorer_reads_the_recorded_score():
+    assert await ReplayScorer().score(QUERY, "p", [done("a", score=3.5), done("b", score=-1)]) == [3.5, -1.0]
+    with pytest.raises(ConfigError, match="recorded score"):
+        await ReplayScorer().score(QUERY, "p", [done("a")])
+    assert await ReplayScorer(missing=0.0).score(QUERY, "p", [done("a")]) == [0.0]
+
+
+async def test_synthetic_scorer_prefers_meta_then_a_seeded_model():
+    scorer = SyntheticScorer(seed=1)
+    right = [done(f"r{i}", correct=True) for i in range(200)]
+    wrong = [done(f"w{i}", correct=False) for i in range(200)]
+    rs, ws = await scorer.score(QUERY, "p", right), await scorer.score(QUERY, "p", wrong)
+    assert sum(rs) / 200 > sum(ws) / 200 + 0.2
+    assert all(0 <= s <= 1 for s in rs + ws)
+    assert await scorer.score(QUERY, "p", [done("x", score=0.33)]) == [0.33]
+    assert await SyntheticScorer(seed=1).score(QUERY, "p", right[:5]) == rs[:5]  # reproducible
+
+
+def test_make_scorer_builds_by_name_and_lists_the_names():
+    assert isinstance(make_scorer("synthetic", seed=3), SyntheticScorer)
+    with pytest.raises(ConfigError, match="judge, replay, synthetic"):
+        make_scorer("oracle")
+    with pytest.raises(ConfigError, match="replay"):
+        make_scorer("replay", bogus=1)
