@@ -1,0 +1,205 @@
+"""Run one benchmark point: a workload at one rate, one SLO scale, under one policy.
+
+The same coroutine drives the simulated engine in virtual time (``looptime``: an hour of
+traffic in seconds of wall time, deterministic for a seed) and a live engine in real time
+(``upstream`` set: the OpenAI-compatible backend). Queries are launched at their arrival
+times with a deadline of ``slo_scale * base_deadline``; the runtime cuts a query at its
+deadline for every policy (its best answer so far is kept, and the miss is counted), so
+that no policy spends capacity on queries that have already missed.
+
+Early exit (Certaindex stopping) is applied per policy: by default only ``dynasor`` gets the
+bundled allocator rules, as in the paper's comparison of the full system against plain
+schedulers; ``early_exit="all"`` gives it to every policy (scheduling alone is compared) and
+``"none"`` to none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import looptime
+
+from certaindex import canonical_key
+from dynasor._query import Budget, ExitReason, Query, QueryResult
+from dynasor.allocator import AllocatorConfig
+from dynasor.engine.base import Backend, Capacity, Scorer
+from dynasor.runtime import Runtime
+from eval.bench._arrivals import Arrivals, PoissonArrivals
+from eval.bench._metrics import QueryOutcome
+from eval.bench._workloads import BenchQuery, MetaScorer, Workload
+
+__all__ = ["EarlyExit", "PointRun", "PointSpec", "RunConfig", "run_point", "run_points"]
+
+EarlyExit = Literal["dynasor", "all", "none"]
+
+# Slack when comparing a finish time with its deadline: the runtime's timeout fires at the
+# deadline itself, and a query that finished exactly then did not miss it.
+_DEADLINE_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything shared by the points of one benchmark."""
+
+    workload: Workload
+    duration: float = 3600.0
+    """Seconds of arrivals (queries arriving later are not sent; the run drains the rest)."""
+    seed: int = 0
+    arrivals: Arrivals = field(default_factory=PoissonArrivals)
+    engine_profile: str = "h100-llama3-8b"
+    upstream: str | None = None
+    """Base URL of a live engine; None: the simulated engine in virtual time."""
+    model: str | None = None
+    """Served model name on the live engine (None: the first it lists)."""
+    max_seqs: int | None = None
+    """Sequences the scheduler keeps in flight (None: the engine's limit, 16 on a live engine)."""
+    early_exit: EarlyExit = "dynasor"
+    allocator: AllocatorConfig | None = None
+    """Stop rules where early exit applies (None: the bundled defaults)."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Knob overrides for every query's algorithm."""
+    request_timeout: float = 600.0
+
+    @property
+    def mode(self) -> str:
+        return "real engine" if self.upstream else "simulated"
+
+
+@dataclass(frozen=True)
+class PointSpec:
+    policy: str
+    rate: float
+    slo_scale: float
+
+
+@dataclass
+class PointRun:
+    """What one point produced: per-query outcomes plus engine counters."""
+
+    spec: PointSpec
+    outcomes: list[QueryOutcome]
+    wall_s: float
+    loop_s: float
+    engine: dict[str, float] = field(default_factory=dict)
+
+
+def _allocator_for(policy: str, config: RunConfig) -> AllocatorConfig:
+    if config.early_exit == "all" or (config.early_exit == "dynasor" and policy == "dynasor"):
+        return config.allocator or AllocatorConfig.bundled()
+    # No early stop and no deadline guard: the baseline runs its full budget.
+    return AllocatorConfig(deadline_guard=False)
+
+
+def _backend(config: RunConfig) -> tuple[Backend, Scorer | None, Capacity | None, Any]:
+    if config.upstream:
+        from dynasor.engine.openai import OpenAIBackend
+
+        backend = OpenAIBackend(config.upstream, config.model, read_timeout=config.request_timeout, seed=config.seed)
+        return backend, None, Capacity(max_seqs=config.max_seqs or 16), None
+    from dynasor.engine.sim import SimBackend
+
+    source = config.workload.source(config.seed)
+    sim = SimBackend(config.engine_profile, source, seed=config.seed, max_num_seqs=config.max_seqs)
+    scorer = MetaScorer() if config.workload.needs_scorer else None
+    return sim, scorer, None, source
+
+
+def _is_correct(answer: str | None, reference: str | None) -> bool | None:
+    if reference is None:
+        return None
+    if answer is None:
+        return False
+    return canonical_key(answer) == canonical_key(reference)
+
+
+async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
+    """Send the workload's queries at their arrival times and collect every outcome."""
+    config.workload.check()
+    loop = asyncio.get_running_loop()
+    wall0, start = time.perf_counter(), loop.time()
+    times = config.arrivals.times(spec.rate, config.duration, config.seed)
+    backend, scorer, capacity, source = _backend(config)
+    runtime = Runtime(
+        backend, policy=spec.policy, allocator=_allocator_for(spec.policy, config), capacity=capacity, scorer=scorer
+    )
+    queries = [config.workload.query(i, config.seed, config.params) for i in range(len(times))]
+    outcomes: list[QueryOutcome] = []
+
+    async def one(query: BenchQuery, at: float) -> None:
+        await asyncio.sleep(max(0.0, start + at - loop.time()))
+        if source is not None:
+            source.register(query)
+        deadline = spec.slo_scale * query.base_deadline
+        result = await runtime.run(
+            Query(query.prompt.prompt, query.algorithm, query.params, Budget(), deadline, id=query.id)
+        )
+        reference = source.reference(query.id) if source is not None else query.prompt.reference
+        outcomes.append(_outcome(query, result, deadline, reference, start))
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for query, at in zip(queries, times, strict=True):
+                tg.create_task(one(query, float(at)))
+    finally:
+        engine = _engine_counters(backend)
+        await runtime.aclose()
+    outcomes.sort(key=lambda o: o.arrival)
+    return PointRun(spec, outcomes, time.perf_counter() - wall0, loop.time() - start, engine)
+
+
+def _outcome(
+    query: BenchQuery, result: QueryResult, deadline: float, reference: str | None, start: float
+) -> QueryOutcome:
+    missed = result.exit_reason in (ExitReason.DEADLINE, ExitReason.ERROR)
+    return QueryOutcome(
+        id=query.id,
+        preset=query.preset.name,
+        arrival=result.arrival - start,
+        latency=result.latency,
+        deadline=deadline,
+        attained=not missed and result.latency <= deadline + _DEADLINE_EPS,
+        correct=_is_correct(result.answer, reference),
+        completion_tokens=result.usage.completion_tokens,
+        samples=result.samples,
+        queue_time=result.queue_time,
+        exit_reason=str(result.exit_reason),
+    )
+
+
+def _engine_counters(backend: Backend) -> dict[str, float]:
+    engine = getattr(backend, "engine", None)
+    if engine is None:
+        return {}
+    return {
+        "tokens_generated": float(engine.tokens_generated),
+        "busy_time_s": float(engine.busy_time),
+        "preemptions": float(engine.preemptions),
+    }
+
+
+def run_points(
+    config: RunConfig,
+    specs: Sequence[PointSpec],
+    *,
+    on_point: Callable[[PointRun], None] | None = None,
+) -> list[PointRun]:
+    """Run points one after another, each on a fresh engine and event loop.
+
+    Simulated runs use a virtual clock starting at 0, so a point's figures depend only on
+    the config and the point, never on wall time or on the points before it.
+    """
+    runs = []
+    for spec in specs:
+        if config.upstream:
+            run = asyncio.run(run_point(config, spec))
+        else:
+            with asyncio.Runner(loop_factory=lambda: looptime.new_event_loop(start=0.0, noop_cycles=0)) as runner:
+                run = runner.run(run_point(config, spec))
+        runs.append(run)
+        if on_point is not None:
+            on_point(run)
+    return runs

@@ -1,0 +1,351 @@
+"""Workloads: which queries arrive, which program runs each, and their deadlines.
+
+A workload is a mix of *presets*. A preset fixes an algorithm with its knobs, a prompt pool
+(with reference answers, for accuracy), a base deadline, and where the simulated engine
+takes its token content from (replayed traces or the synthetic difficulty model). A query's
+deadline is ``slo_scale * base_deadline``.
+
+The paper's online settings (arXiv 2412.20993, section 6) are the named presets, with their
+base deadlines; the knobs are ours:
+
+========  =========  =================  =============  ===============================
+preset    algorithm  prompts            base deadline  simulated content
+========  =========  =================  =============  ===============================
+sc-math   sc         MATH (100, traces) 240 s          replay of ``math-qwen25`` traces
+mcts      mcts       GSM8K (200)        60 s           synthetic (the paper uses ASDiv)
+rebase    rebase     GSM8K (200)        300 s          synthetic
+cot       cot        MATH (100)         240 s          synthetic
+========  =========  =================  =============  ===============================
+
+``mixed`` draws each query from ``sc-math``, ``mcts`` and ``rebase`` with equal weight.
+A FILE is either a trace file (trace format of the design doc: replayed ``sc`` on its
+questions), or a JSONL of queries ``{"prompt", "algorithm", "params", "reference",
+"base_deadline"}`` (missing fields take the ``sc-math`` preset's values).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from algorithms import ALGORITHMS
+from algorithms.protocol import Completion, QueryInfo
+from certaindex import approx_tokens
+from dynasor._exceptions import ConfigError
+from dynasor.engine.base import EngineRequest, Scorer
+from dynasor.engine.sources import Draft, ReplaySource, Source, SyntheticSource, prompt_text, query_rng
+from dynasor.engine.traces import TraceRecord, load_traces
+
+__all__ = [
+    "PRESETS",
+    "WORKLOADS",
+    "BenchQuery",
+    "MetaScorer",
+    "Preset",
+    "Workload",
+    "load_workload",
+]
+
+Content = Literal["replay", "synthetic"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """One question of a prompt pool."""
+
+    id: str
+    prompt: str
+    reference: str | None
+    record: TraceRecord | None = None
+    """The recorded samples, when the pool comes from traces."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One algorithm on one prompt pool with a base deadline."""
+
+    name: str
+    algorithm: str
+    params: Mapping[str, Any]
+    base_deadline: float
+    """Seconds; a query's deadline is ``slo_scale`` times this."""
+    pool: str
+    """Prompt pool: a bundled trace set, ``gsm8k-200``, or a file."""
+    content: Content = "replay"
+    """Where the simulated engine's completions come from."""
+    description: str = ""
+    synthetic: Mapping[str, Any] = field(default_factory=dict)
+    """Options of the :class:`SyntheticSource` when ``content`` is synthetic."""
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "sc-math",
+            "sc",
+            {"max_samples": 16, "samples_per_round": 2, "max_tokens": 2048},
+            240.0,
+            "math-qwen25",
+            "replay",
+            "Self-consistency on MATH (recorded Qwen2.5-Math samples), 240 s base deadline",
+        ),
+        Preset(
+            "sc-math-synthetic",
+            "sc",
+            {"max_samples": 16, "samples_per_round": 2, "max_tokens": 2048},
+            240.0,
+            "math-qwen25",
+            "synthetic",
+            "Self-consistency on MATH prompts with synthetic answers and lengths, 240 s base deadline",
+        ),
+        Preset(
+            "mcts",
+            "mcts",
+            {},
+            60.0,
+            "gsm8k-200",
+            "synthetic",
+            "MCTS on grade-school math (GSM8K prompts; the paper uses ASDiv), 60 s base deadline",
+            {"min_tokens": 40, "max_tokens": 200},
+        ),
+        Preset(
+            "rebase",
+            "rebase",
+            {},
+            300.0,
+            "gsm8k-200",
+            "synthetic",
+            "REBASE on GSM8K, 300 s base deadline",
+            {"min_tokens": 40, "max_tokens": 200},
+        ),
+        Preset(
+            "cot",
+            "cot",
+            {},
+            240.0,
+            "math-qwen25",
+            "synthetic",
+            "Chain of thought with probes on MATH, 240 s base deadline",
+            {"min_tokens": 400, "max_tokens": 4000},
+        ),
+    )
+}
+
+WORKLOADS: dict[str, tuple[str, ...]] = {name: (name,) for name in PRESETS} | {
+    "mixed": ("sc-math", "mcts", "rebase"),
+}
+"""Named workloads: the presets their queries are drawn from (equal weight)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BenchQuery:
+    """One query of a run, before it arrives."""
+
+    id: str
+    preset: Preset
+    prompt: Prompt
+    params: Mapping[str, Any]
+    algorithm: str
+
+    @property
+    def base_deadline(self) -> float:
+        return self.preset.base_deadline
+
+
+@cache
+def _bundled_pool(name: str) -> tuple[Prompt, ...]:
+    folder = resources.files("eval.bench").joinpath("data")
+    path = folder.joinpath(f"{name}.jsonl")
+    if path.is_file():
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return tuple(Prompt(str(r["id"]), str(r["prompt"]), r.get("reference")) for r in rows)
+    records = load_traces(name)
+    return tuple(Prompt(r.id, r.prompt, r.reference, r) for r in records)
+
+
+def _pool(name: str) -> tuple[Prompt, ...]:
+    try:
+        return _bundled_pool(name)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"no prompt pool {name!r}: {exc}") from exc
+
+
+class Workload:
+    """A mix of presets; draws the queries of a run and builds the simulated engine's source.
+
+    Query ``i`` of a run depends on ``(seed, i)`` only, so every policy and rate sees the
+    same sequence of questions.
+    """
+
+    def __init__(self, name: str, presets: Sequence[Preset], pools: Mapping[str, Sequence[Prompt]] | None = None):
+        if not presets:
+            raise ConfigError("a workload needs at least one preset")
+        self.name = name
+        self.presets = tuple(presets)
+        self._pools = dict(pools or {})
+
+    def pool(self, preset: Preset) -> Sequence[Prompt]:
+        if preset.pool not in self._pools:
+            self._pools[preset.pool] = _pool(preset.pool)
+        return self._pools[preset.pool]
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` when a preset's algorithm is not registered."""
+        missing = sorted({p.algorithm for p in self.presets} - set(ALGORITHMS))
+        if missing:
+            raise ConfigError(
+                f"workload {self.name!r} needs algorithm(s) {', '.join(missing)}, which are not available "
+                f"(registered: {', '.join(sorted(ALGORITHMS))})"
+            )
+
+    def query(self, index: int, seed: int, params: Mapping[str, Any] | None = None) -> BenchQuery:
+        """The ``index``-th query of a run (``params`` override the preset's knobs)."""
+        rng = query_rng(seed, "bench-query", index)
+        preset = self.presets[rng.randrange(len(self.presets))]
+        pool = self.pool(preset)
+        prompt = pool[rng.randrange(len(pool))]
+        return BenchQuery(
+            id=f"{preset.name}-{index}",
+            preset=preset,
+            prompt=prompt,
+            params={**preset.params, **(params or {})},
+            algorithm=preset.algorithm,
+        )
+
+    def source(self, seed: int) -> BenchSource:
+        """Token content for the simulated engine (replayed or synthetic, per preset)."""
+        return BenchSource(self, seed)
+
+    @property
+    def needs_scorer(self) -> bool:
+        return any(p.algorithm in ("mcts", "rebase") for p in self.presets)
+
+
+class BenchSource(Source):
+    """Routes each query to its preset's source: replay of its assigned trace, or synthetic."""
+
+    def __init__(self, workload: Workload, seed: int) -> None:
+        self.workload = workload
+        self.seed = seed
+        self._queries: dict[str, BenchQuery] = {}
+        self._replay: dict[str, _AssignedReplay] = {}
+        self._synthetic: dict[str, SyntheticSource] = {}
+        self._prompt_tokens: dict[str, int] = {}
+
+    def register(self, query: BenchQuery) -> None:
+        """Tell the source which question ``query.id`` asks (before its first request)."""
+        self._queries[query.id] = query
+
+    def _source_for(self, query_id: str) -> Source:
+        query = self._queries.get(query_id)
+        if query is None:
+            raise KeyError(f"query {query_id!r} was not registered with the bench source")
+        preset = query.preset
+        if preset.content == "replay" and query.prompt.record is not None:
+            replay = self._replay.get(preset.pool)
+            if replay is None:
+                records = [p.record for p in self.workload.pool(preset) if p.record is not None]
+                replay = self._replay[preset.pool] = _AssignedReplay(records, seed=self.seed)
+            replay.assignment[query_id] = query.prompt.record
+            return replay
+        synthetic = self._synthetic.get(preset.name)
+        if synthetic is None:
+            synthetic = self._synthetic[preset.name] = SyntheticSource(seed=self.seed, **preset.synthetic)
+        return synthetic
+
+    def draft(self, request: EngineRequest) -> Draft:
+        draft = self._source_for(request.query_id).draft(request)
+        if draft.prompt_tokens is not None:
+            return draft
+        # Every sample of a query has the same prompt: estimate its size once, not per request.
+        tokens = self._prompt_tokens.get(request.query_id)
+        if tokens is None:
+            tokens = self._prompt_tokens[request.query_id] = max(approx_tokens(prompt_text(request.request.prompt)), 1)
+        return replace(draft, prompt_tokens=tokens)
+
+    def reference(self, query_id: str) -> str | None:
+        query = self._queries.get(query_id)
+        if query is None:
+            return None
+        if query.preset.content == "synthetic":
+            return self._source_for(query_id).reference(query_id)
+        return query.prompt.reference
+
+
+class _AssignedReplay(ReplaySource):
+    """A replay source whose query-to-record mapping is given, not guessed from the prompt."""
+
+    def __init__(self, records: Sequence[TraceRecord], *, seed: int) -> None:
+        super().__init__(records, seed=seed)
+        self.assignment: dict[str, TraceRecord] = {}
+
+    def record_for(self, request: EngineRequest) -> TraceRecord:
+        return self.assignment.get(request.query_id) or super().record_for(request)
+
+
+class MetaScorer(Scorer):
+    """Rewards from the completions' ``meta["score"]`` (recorded or synthetic), for the sim engine."""
+
+    async def score(self, query: QueryInfo, prompt: Any, responses: Sequence[Completion]) -> list[float]:
+        return [float(r.meta.get("score", 0.0)) for r in responses]
+
+
+def _load_file(path: Path) -> Workload:
+    first = next((line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()), "")
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not JSONL ({exc})") from exc
+    base = PRESETS["sc-math"]
+    if "samples" in row:  # a trace file: replay sc on its questions
+        records = load_traces(path)
+        pool = [Prompt(r.id, r.prompt, r.reference, r) for r in records]
+        preset = Preset(path.stem, "sc", base.params, base.base_deadline, str(path), "replay", f"sc on {path.name}")
+        return Workload(path.stem, [preset], {str(path): pool})
+    presets: dict[tuple[str, str, float], Preset] = {}
+    pools: dict[str, list[Prompt]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            prompt = str(raw["prompt"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path}:{number}: not a query line ({exc})") from exc
+        algorithm = str(raw.get("algorithm", base.algorithm))
+        params = raw.get("params", base.params if algorithm == base.algorithm else {})
+        deadline = float(raw.get("base_deadline", base.base_deadline))
+        key = (algorithm, json.dumps(params, sort_keys=True), deadline)
+        if key not in presets:
+            name = f"{path.stem}-{len(presets)}"
+            presets[key] = Preset(name, algorithm, params, deadline, f"{path}#{name}", "synthetic", str(path))
+        pool = pools.setdefault(presets[key].pool, [])
+        pool.append(Prompt(str(raw.get("id", f"{path.stem}-{number}")), prompt, raw.get("reference")))
+    if not presets:
+        raise ConfigError(f"{path}: no queries")
+    return Workload(path.stem, list(presets.values()), pools)
+
+
+def load_workload(name: str) -> Workload:
+    """A named workload (``sc-math``, ``mcts``, ``rebase``, ``cot``, ``mixed``, ...) or a FILE.
+
+    >>> load_workload("mixed").name
+    'mixed'
+    >>> load_workload("nope")
+    Traceback (most recent call last):
+    ...
+    dynasor._exceptions.ConfigError: Unknown workload 'nope' (choose from sc-math, sc-math-synthetic, mcts, \
+rebase, cot, mixed, or give a JSONL file)
+    """
+    if name in WORKLOADS:
+        return Workload(name, [PRESETS[p] for p in WORKLOADS[name]])
+    path = Path(name)
+    if path.is_file():
+        return _load_file(path)
+    raise ConfigError(f"Unknown workload {name!r} (choose from {', '.join(WORKLOADS)}, or give a JSONL file)")

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from dynasor.cli import app
+
+
+def test_bench_command_prints_labelled_ratios_and_writes_results(tmp_path) -> None:
+    args = [
+        "bench", "--workload", "sc-math", "--rates", "1", "--slo-scale", "0.1,0.2", "--policies", "fcfs,las,dynasor",
+        "--duration", "20", "--seed", "3", "--param", "max_samples=8", "--tolerance", "0.5", "--max-probes", "3",
+        "--out", str(tmp_path), "--quiet",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "simulated (profile h100-llama3-8b)" in result.output
+    assert "dynasor/fcfs = " in result.output and "dynasor/las = " in result.output
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["meta"]["mode"] == "simulated"
+    assert data["meta"]["presets"][0]["params"]["max_samples"] == 8
+    assert {p["slo_scale"] for p in data["points"]} == {0.1, 0.2}
+    assert set(data["sustainable_rate"]) == {"fcfs", "las", "dynasor"}
+    assert (tmp_path / "attainment_vs_rate.png").stat().st_size > 0
+    assert (tmp_path / "attainment_vs_slo.png").stat().st_size > 0
+
+
+def test_bench_command_rejects_bad_input(tmp_path) -> None:
+    runner = CliRunner()
+    bad_policy = runner.invoke(app, ["bench", "--policies", "sjf", "--out", str(tmp_path)])
+    assert bad_policy.exit_code != 0 and "sjf" in bad_policy.output
+    bad_workload = runner.invoke(app, ["bench", "--workload", "nope", "--out", str(tmp_path)])
+    assert bad_workload.exit_code == 2 and "Unknown workload" in bad_workload.output
+    bad_profile = runner.invoke(app, ["bench", "--engine-profile", "tpu", "--rates", "1", "--out", str(tmp_path)])
+    assert bad_profile.exit_code == 2 and "cost profile" in bad_profile.output
