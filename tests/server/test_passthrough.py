@@ -1,0 +1,176 @@
+"""Plain requests through the proxy to a fake upstream: bytes, statuses and streams untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import openai
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from dynasor.server import ServerSettings
+
+GAP_S = 0.15
+"""Pause between the fake upstream's stream chunks."""
+
+TOOLS_BODY = {
+    "model": "m",
+    "messages": [{"role": "user", "content": "weather in Paris?"}],
+    "tools": [
+        {
+            "type": "function",
+            "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+        }
+    ],
+    "tool_choice": "auto",
+    "n": 2,
+    "logprobs": True,
+    "top_logprobs": 2,
+    "response_format": {"type": "json_object"},
+    "stop": ["\n\n", "END"],
+    "vendor_field": {"nested": [1, 2.5, None, "x"]},
+}
+
+
+def _chunk(i: int, *, last: bool = False) -> bytes:
+    data = {
+        "id": "chatcmpl-up",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"tool_calls": [{"index": 0, "function": {"arguments": f"{{{i}"}}]}
+                if i
+                else {"role": "assistant"},
+                "finish_reason": "tool_calls" if last else None,
+            }
+        ],
+    }
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+
+async def _chat(request: Request) -> Response:
+    raw = await request.body()
+    body = json.loads(raw)
+    if "status" in body:
+        return JSONResponse({"error": {"message": "upstream says no", "code": body["status"]}}, body["status"])
+    if body.get("stream"):
+
+        async def chunks():
+            for i in range(4):
+                yield _chunk(i, last=i == 3)
+                await asyncio.sleep(GAP_S)
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+    # Echo: the exact bytes received and the headers, so the test can compare.
+    echo = {"raw": raw.decode(), "auth": request.headers.get("authorization")}
+    return Response(json.dumps(echo), media_type="application/json", headers={"x-request-id": "up-1"})
+
+
+async def _models(request: Request) -> Response:
+    return JSONResponse({"object": "list", "data": [{"id": "fake-model", "object": "model", "owned_by": "test"}]})
+
+
+def fake_upstream() -> Starlette:
+    return Starlette(routes=[Route("/v1/chat/completions", _chat, methods=["POST"]), Route("/v1/models", _models)])
+
+
+@pytest.fixture(scope="module")
+def upstream(serve):
+    with serve(fake_upstream()) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def relay_proxy(upstream, make_proxy):
+    with make_proxy(ServerSettings(upstreams=(upstream,), api_key="k", upstream_api_key="up-key")) as served:
+        yield served
+
+
+def test_body_is_forwarded_byte_for_byte(relay_proxy):
+    url, _ = relay_proxy
+    raw = json.dumps(TOOLS_BODY, indent=1).encode()  # odd formatting on purpose: must survive as is
+    r = httpx.post(
+        f"{url}/v1/chat/completions",
+        content=raw,
+        headers={"authorization": "Bearer k", "content-type": "application/json"},
+    )
+    assert r.status_code == 200
+    echo = r.json()
+    assert echo["raw"].encode() == raw
+    # The client's key is the proxy's; upstream sees the upstream key only.
+    assert echo["auth"] == "Bearer up-key"
+    assert r.headers["x-request-id"] == "up-1"
+
+
+@pytest.mark.parametrize("status", [400, 404, 422, 500])
+def test_upstream_status_and_error_body_are_preserved(relay_proxy, status):
+    url, _ = relay_proxy
+    r = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "x"}], "status": status},
+        headers={"authorization": "Bearer k"},
+    )
+    assert r.status_code == status
+    assert r.json() == {"error": {"message": "upstream says no", "code": status}}
+
+
+def test_stream_is_relayed_chunk_by_chunk_with_tool_calls(relay_proxy):
+    url, _ = relay_proxy
+    c = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
+    started = time.monotonic()
+    arrivals, chunks = [], []
+    sdk_args = {k: v for k, v in TOOLS_BODY.items() if k not in ("vendor_field", "n")}
+    for chunk in c.chat.completions.create(**sdk_args, stream=True, extra_body={"vendor_field": 1}):
+        arrivals.append(time.monotonic() - started)
+        chunks.append(chunk)
+    assert len(chunks) == 4
+    # Unbuffered: the first chunk arrives long before the upstream has produced the last one.
+    assert arrivals[0] < arrivals[-1] - 2 * GAP_S
+    args = "".join(
+        call.function.arguments for ch in chunks[1:] for call in ch.choices[0].delta.tool_calls or () if call.function
+    )
+    assert args == "{1{2{3"
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_models_come_from_the_upstream(relay_proxy):
+    url, _ = relay_proxy
+    models = openai.OpenAI(base_url=f"{url}/v1", api_key="k").models.list()
+    assert [m.id for m in models.data] == ["fake-model"]
+
+
+def test_unreachable_upstream_is_502_then_503_with_retry_after(make_proxy):
+    dead = "http://127.0.0.1:9"  # discard port: nothing listens
+    with make_proxy(ServerSettings(upstreams=(dead,), replica_retry_s=30)) as (url, _):
+        body = {"messages": [{"role": "user", "content": "x"}]}
+        first = httpx.post(f"{url}/v1/chat/completions", json=body)
+        assert first.status_code == 502
+        assert first.json()["error"]["type"] == "upstream_error"
+        assert "unreachable" in first.json()["error"]["message"]
+        second = httpx.post(f"{url}/v1/chat/completions", json=body)
+        assert second.status_code == 503
+        assert 1 <= int(second.headers["retry-after"]) <= 30
+        health = httpx.get(f"{url}/health")
+        assert health.status_code == 503 and health.json()["upstreams"][0]["up"] is False
+
+
+def test_failing_replica_is_taken_out_and_traffic_moves(make_proxy, upstream):
+    dead = "http://127.0.0.1:9"
+    with make_proxy(ServerSettings(upstreams=(dead, upstream), replica_retry_s=30)) as (url, app):
+        body = {"messages": [{"role": "user", "content": "x"}]}
+        for _ in range(3):
+            r = httpx.post(f"{url}/v1/chat/completions", json=body)
+            assert r.status_code == 200 and "raw" in r.json()
+        pool = app.state.proxy.pool
+        assert [r.up(pool.clock()) for r in pool.replicas] == [False, True]
+        assert pool.replicas[0].failures == 1  # tried once, then left out
