@@ -39,6 +39,8 @@ def _serve() -> None:  # pragma: no cover - runs in the child process
 
     # math-verify warns on every call made with its own timeouts disabled.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    # sympy imports lazily on first use: pay that here, not inside the first timed comparison.
+    verify(parse("$\\frac{1}{2}$", parsing_timeout=None), parse("$0.5$", parsing_timeout=None), timeout_seconds=None)
     out = sys.stdout
     out.write('"ready"\n')
     out.flush()
