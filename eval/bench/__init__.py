@@ -19,7 +19,7 @@ from eval.bench._metrics import PointMetrics, QueryOutcome, summarize
 from eval.bench._report import headline, plot, summary_rows, write_json
 from eval.bench._runner import PointRun, PointSpec, RunConfig, run_point, run_points
 from eval.bench._search import RateSearch, find_sustainable_rate
-from eval.bench._workloads import PRESETS, WORKLOADS, BenchQuery, MetaScorer, Preset, Workload, load_workload
+from eval.bench._workloads import PRESETS, WORKLOADS, BenchQuery, Preset, Workload, load_workload
 
 __all__ = [
     "PRESETS",
@@ -28,7 +28,6 @@ __all__ = [
     "BenchQuery",
     "BenchResult",
     "GammaArrivals",
-    "MetaScorer",
     "PointMetrics",
     "PointRecord",
     "PointRun",

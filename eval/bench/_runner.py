@@ -21,16 +21,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import looptime
-
 from certaindex import canonical_key
+from dynasor import clock
+from dynasor._exceptions import ConfigError
 from dynasor._query import Budget, ExitReason, Query, QueryResult
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.base import Backend, Capacity, Scorer
 from dynasor.runtime import Runtime
 from eval.bench._arrivals import Arrivals, PoissonArrivals
 from eval.bench._metrics import QueryOutcome
-from eval.bench._workloads import BenchQuery, MetaScorer, Workload
+from eval.bench._workloads import BenchQuery, Workload
 
 __all__ = ["EarlyExit", "PointRun", "PointSpec", "RunConfig", "run_point", "run_points"]
 
@@ -87,8 +87,12 @@ class PointRun:
     engine: dict[str, float] = field(default_factory=dict)
 
 
+def _early_exit(policy: str, config: RunConfig) -> bool:
+    return config.early_exit == "all" or (config.early_exit == "dynasor" and policy == "dynasor")
+
+
 def _allocator_for(policy: str, config: RunConfig) -> AllocatorConfig:
-    if config.early_exit == "all" or (config.early_exit == "dynasor" and policy == "dynasor"):
+    if _early_exit(policy, config):
         return config.allocator or AllocatorConfig.bundled()
     # No early stop and no deadline guard: the baseline runs its full budget.
     return AllocatorConfig(deadline_guard=False)
@@ -101,10 +105,12 @@ def _backend(config: RunConfig) -> tuple[Backend, Scorer | None, Capacity | None
         backend = OpenAIBackend(config.upstream, config.model, read_timeout=config.request_timeout, seed=config.seed)
         return backend, None, Capacity(max_seqs=config.max_seqs or 16), None
     from dynasor.engine.sim import SimBackend
+    from dynasor.scorers import SyntheticScorer
 
     source = config.workload.source(config.seed)
     sim = SimBackend(config.engine_profile, source, seed=config.seed, max_num_seqs=config.max_seqs)
-    scorer = MetaScorer() if config.workload.needs_scorer else None
+    # Reward programs read the simulated reward the source drafted with each completion.
+    scorer = SyntheticScorer(seed=config.seed)
     return sim, scorer, None, source
 
 
@@ -119,6 +125,11 @@ def _is_correct(answer: str | None, reference: str | None) -> bool | None:
 async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
     """Send the workload's queries at their arrival times and collect every outcome."""
     config.workload.check()
+    if config.upstream and config.workload.needs_scorer:
+        raise ConfigError(
+            f"workload {config.workload.name!r} needs a reward model, which runs against a live engine "
+            "are not set up for: use sc-math or cot with --upstream"
+        )
     loop = asyncio.get_running_loop()
     wall0, start = time.perf_counter(), loop.time()
     times = config.arrivals.times(spec.rate, config.duration, config.seed)
@@ -126,7 +137,8 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
     runtime = Runtime(
         backend, policy=spec.policy, allocator=_allocator_for(spec.policy, config), capacity=capacity, scorer=scorer
     )
-    queries = [config.workload.query(i, config.seed, config.params) for i in range(len(times))]
+    early = _early_exit(spec.policy, config)
+    queries = [config.workload.query(i, config.seed, config.params, early_exit=early) for i in range(len(times))]
     outcomes: list[QueryOutcome] = []
 
     async def one(query: BenchQuery, at: float) -> None:
@@ -194,11 +206,7 @@ def run_points(
     """
     runs = []
     for spec in specs:
-        if config.upstream:
-            run = asyncio.run(run_point(config, spec))
-        else:
-            with asyncio.Runner(loop_factory=lambda: looptime.new_event_loop(start=0.0, noop_cycles=0)) as runner:
-                run = runner.run(run_point(config, spec))
+        run = clock.run(run_point(config, spec), virtual=not config.upstream)
         runs.append(run)
         if on_point is not None:
             on_point(run)

@@ -34,24 +34,25 @@ from pathlib import Path
 from typing import Any, Literal
 
 from algorithms import ALGORITHMS
-from algorithms.protocol import Completion, QueryInfo
 from certaindex import approx_tokens
 from dynasor._exceptions import ConfigError
-from dynasor.engine.base import EngineRequest, Scorer
+from dynasor.engine.base import EngineRequest
 from dynasor.engine.sources import Draft, ReplaySource, Source, SyntheticSource, prompt_text, query_rng
+from dynasor.engine.sources_reasoning import SyntheticChainSource, SyntheticStepSource
 from dynasor.engine.traces import TraceRecord, load_traces
 
 __all__ = [
     "PRESETS",
     "WORKLOADS",
     "BenchQuery",
-    "MetaScorer",
     "Preset",
     "Workload",
     "load_workload",
 ]
 
-Content = Literal["replay", "synthetic"]
+Content = Literal["replay", "synthetic", "chain", "steps"]
+"""Simulated content: replayed samples, synthetic samples, a synthetic chain of thought (probed
+in chunks), or synthetic reasoning steps (tree search)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,9 @@ class Preset:
     """Where the simulated engine's completions come from."""
     description: str = ""
     synthetic: Mapping[str, Any] = field(default_factory=dict)
-    """Options of the :class:`SyntheticSource` when ``content`` is synthetic."""
+    """Options of the synthetic source when ``content`` is not ``replay``."""
+    no_early_exit: Mapping[str, Any] = field(default_factory=dict)
+    """Knobs that switch off the program's own early exit, for runs without early exit."""
 
 
 PRESETS: dict[str, Preset] = {
@@ -107,32 +110,30 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "mcts",
             "mcts",
-            {},
+            {"iterations": 6, "width": 4},
             60.0,
             "gsm8k-200",
-            "synthetic",
+            "steps",
             "MCTS on grade-school math (GSM8K prompts; the paper uses ASDiv), 60 s base deadline",
-            {"min_tokens": 40, "max_tokens": 200},
         ),
         Preset(
             "rebase",
             "rebase",
-            {},
+            {"width": 8},
             300.0,
             "gsm8k-200",
-            "synthetic",
+            "steps",
             "REBASE on GSM8K, 300 s base deadline",
-            {"min_tokens": 40, "max_tokens": 200},
         ),
         Preset(
             "cot",
             "cot",
-            {},
+            {"max_tokens": 4096},
             240.0,
             "math-qwen25",
-            "synthetic",
+            "chain",
             "Chain of thought with probes on MATH, 240 s base deadline",
-            {"min_tokens": 400, "max_tokens": 4000},
+            no_early_exit={"early_exit": False},
         ),
     )
 }
@@ -204,8 +205,14 @@ class Workload:
                 f"(registered: {', '.join(sorted(ALGORITHMS))})"
             )
 
-    def query(self, index: int, seed: int, params: Mapping[str, Any] | None = None) -> BenchQuery:
-        """The ``index``-th query of a run (``params`` override the preset's knobs)."""
+    def query(
+        self, index: int, seed: int, params: Mapping[str, Any] | None = None, *, early_exit: bool = True
+    ) -> BenchQuery:
+        """The ``index``-th query of a run (``params`` override the preset's knobs).
+
+        ``early_exit=False`` also applies the preset's knobs that switch off the program's own
+        early exit (the allocator's is switched off by the runner).
+        """
         rng = query_rng(seed, "bench-query", index)
         preset = self.presets[rng.randrange(len(self.presets))]
         pool = self.pool(preset)
@@ -214,7 +221,7 @@ class Workload:
             id=f"{preset.name}-{index}",
             preset=preset,
             prompt=prompt,
-            params={**preset.params, **(params or {})},
+            params={**preset.params, **({} if early_exit else preset.no_early_exit), **(params or {})},
             algorithm=preset.algorithm,
         )
 
@@ -235,7 +242,7 @@ class BenchSource(Source):
         self.seed = seed
         self._queries: dict[str, BenchQuery] = {}
         self._replay: dict[str, _AssignedReplay] = {}
-        self._synthetic: dict[str, SyntheticSource] = {}
+        self._synthetic: dict[str, Source] = {}
         self._prompt_tokens: dict[str, int] = {}
 
     def register(self, query: BenchQuery) -> None:
@@ -256,7 +263,8 @@ class BenchSource(Source):
             return replay
         synthetic = self._synthetic.get(preset.name)
         if synthetic is None:
-            synthetic = self._synthetic[preset.name] = SyntheticSource(seed=self.seed, **preset.synthetic)
+            kind = {"chain": SyntheticChainSource, "steps": SyntheticStepSource}.get(preset.content, SyntheticSource)
+            synthetic = self._synthetic[preset.name] = kind(seed=self.seed, **preset.synthetic)
         return synthetic
 
     def draft(self, request: EngineRequest) -> Draft:
@@ -273,9 +281,9 @@ class BenchSource(Source):
         query = self._queries.get(query_id)
         if query is None:
             return None
-        if query.preset.content == "synthetic":
-            return self._source_for(query_id).reference(query_id)
-        return query.prompt.reference
+        if query.preset.content == "replay" and query.prompt.record is not None:
+            return query.prompt.reference
+        return self._source_for(query_id).reference(query_id)
 
 
 class _AssignedReplay(ReplaySource):
@@ -287,13 +295,6 @@ class _AssignedReplay(ReplaySource):
 
     def record_for(self, request: EngineRequest) -> TraceRecord:
         return self.assignment.get(request.query_id) or super().record_for(request)
-
-
-class MetaScorer(Scorer):
-    """Rewards from the completions' ``meta["score"]`` (recorded or synthetic), for the sim engine."""
-
-    async def score(self, query: QueryInfo, prompt: Any, responses: Sequence[Completion]) -> list[float]:
-        return [float(r.meta.get("score", 0.0)) for r in responses]
 
 
 def _load_file(path: Path) -> Workload:
