@@ -58,7 +58,7 @@ from certaindex._logprob import (
 from certaindex._probe import hesitates, probe_consistency
 from certaindex._replay import agreement_measures, records_from_trace
 from certaindex._reward import RewardScale, max_reward, mean_reward
-from certaindex._stopping import beta_stop, dirichlet_stop, esc_window
+from certaindex._stopping import beta_batch, beta_stop, dirichlet_stop, esc_window
 from certaindex._tokens import approx_tokens
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "answers_equal",
     "any_of",
     "approx_tokens",
+    "beta_batch",
     "beta_stop",
     "calibrate",
     "canonical_key",

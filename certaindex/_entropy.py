@@ -107,18 +107,22 @@ def _cluster_counts(labels: Sequence[Hashable | None]) -> Counter[Hashable]:
 
 
 def _batch_counts(labels: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
-    """Per-row cluster sizes of an integer label matrix (``-1`` = unanswered)."""
+    """Per-row cluster sizes of an integer label matrix (``-1`` = unanswered).
+
+    Returns ``(counts, unanswered, n)`` with ``counts`` of shape (queries, n): one bincount
+    over row-offset labels, unanswered samples counted in a spare column.
+    """
     arr = np.asarray(labels)
     if arr.ndim != 2:
         raise ValueError(f"labels must be a 2-D (queries x samples) array, got shape {arr.shape}")
     q, n = arr.shape
     if arr.size and (arr.min() < -1 or arr.max() >= n):
         raise ValueError("labels must lie in [-1, n_samples) (cluster ids by first appearance)")
-    valid = arr >= 0
-    rows = np.broadcast_to(np.arange(q)[:, None], arr.shape)
-    flat = rows[valid] * n + arr[valid]
-    counts = np.bincount(flat, minlength=q * n).reshape(q, n)
-    return counts, (~valid).sum(axis=1), n
+    width = n + 1
+    # Column 0 collects the unanswered (-1 + 1), cluster j goes to column j + 1: one add.
+    flat = arr + (np.arange(q) * width + 1)[:, None]
+    counts = np.bincount(flat.ravel(), minlength=q * width).reshape(q, width)
+    return counts[:, 1:], counts[:, 0], n
 
 
 def entropy_batch(labels: ArrayLike) -> NDArray[np.float64]:
@@ -130,14 +134,15 @@ def entropy_batch(labels: ArrayLike) -> NDArray[np.float64]:
     >>> entropy_batch([[0, 0, 0, 0], [0, 1, 2, 3], [0, 0, -1, -1]]).round(3).tolist()
     [1.0, 0.0, 0.25]
     """
-    counts, unanswered, n = _batch_counts(labels)
+    counts, _, n = _batch_counts(labels)
     if n <= 1:
         return np.zeros(counts.shape[0])
-    p = counts / n
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(counts > 0, p * np.log(p), 0.0)
-    h = -terms.sum(axis=1) + unanswered * (math.log(n) / n)
-    return np.clip((math.log(n) - h) / math.log(n), 0.0, 1.0)
+    # With c_j the cluster sizes (unanswered samples are clusters of 1, and 1 log 1 = 0),
+    # H = log n - (1/n) sum_j c_j log c_j, so c = sum_j c_j log c_j / (n log n); c log c
+    # comes from a lookup table over 0..n.
+    c_log_c = np.zeros(n + 1)
+    c_log_c[1:] = np.arange(1, n + 1) * np.log(np.arange(1, n + 1))
+    return np.clip(c_log_c[counts].sum(axis=1) / (n * math.log(n)), 0.0, 1.0)
 
 
 def majority_batch(labels: ArrayLike) -> NDArray[np.float64]:

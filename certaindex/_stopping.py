@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from certaindex._certainty import Certainty
-from certaindex._entropy import _leader, cluster_counts
+from certaindex._entropy import _batch_counts, _leader, cluster_counts
 
-__all__ = ["beta_stop", "dirichlet_stop", "esc_window"]
+__all__ = ["beta_batch", "beta_stop", "dirichlet_stop", "esc_window"]
 
 
 def beta_stop(labels: Sequence[Hashable | None], prior: float = 1.0) -> Certainty:
@@ -51,6 +52,31 @@ def beta_stop(labels: Sequence[Hashable | None], prior: float = 1.0) -> Certaint
     value = float(special.betainc(v2 + prior, v1 + prior, 0.5))  # = 1 - I_{1/2}(v1+a, v2+a)
     leader, _ = _leader(labels)
     return Certainty(_unit(value), "beta", {"n": len(labels), "leader": leader, "votes": [v1, v2]})
+
+
+def beta_batch(labels: ArrayLike, prior: float = 1.0) -> NDArray[np.float64]:
+    """:func:`beta_stop` of every row of a (queries x samples) label matrix (``-1`` = unanswered).
+
+    >>> beta_batch([[0, 0, 0, 0], [0, 1, -1, -1]]).round(4).tolist()
+    [0.9688, 0.5]
+    """
+    from scipy import special  # lazy: keeps `import certaindex` fast
+
+    _check_prior(prior)
+    counts, _, n = _batch_counts(labels)
+    if n == 0:
+        return np.zeros(counts.shape[0])
+    # Largest and second-largest cluster per row, then a (n+1) x (n+1) table of the rule.
+    rows = np.arange(counts.shape[0])
+    lead = counts.argmax(axis=1)
+    v1 = counts[rows, lead]
+    rest = counts.copy()
+    rest[rows, lead] = 0
+    v2 = rest.max(axis=1)
+    v = np.arange(n + 1, dtype=float)
+    table = special.betainc(v[None, :] + prior, v[:, None] + prior, 0.5)  # table[v1, v2]
+    table[0, :] = 0.0  # no answer at all
+    return np.clip(table[v1, v2], 0.0, 1.0)
 
 
 def dirichlet_stop(labels: Sequence[Hashable | None], prior: float = 1.0) -> Certainty:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from certaindex import beta_stop, dirichlet_stop, esc_window
+from certaindex import beta_batch, beta_stop, dirichlet_stop, esc_window
 from tests.certaindex.strategies import answered_labels, labels
 
 
@@ -82,3 +82,20 @@ def test_esc_window_rule() -> None:
     assert esc_window([None] * 5, window=5).value == 0.0
     with pytest.raises(ValueError):
         esc_window(["a"], window=0)
+
+
+def _matrix(rows: list[list[int | None]], n: int) -> np.ndarray:
+    out = np.full((len(rows), n), -1)
+    for q, row in enumerate(rows):
+        ids: dict[int, int] = {}
+        for i, x in enumerate(row):
+            if x is not None:
+                out[q, i] = ids.setdefault(x, len(ids))
+    return out
+
+
+@given(st.integers(1, 10).flatmap(lambda n: st.lists(st.lists(st.one_of(st.none(), st.integers(0, 3)), min_size=n,
+                                                             max_size=n), min_size=1, max_size=6)))  # fmt: skip
+def test_beta_batch_equals_single(rows: list[list[int | None]]) -> None:
+    got = beta_batch(_matrix(rows, len(rows[0])))
+    np.testing.assert_allclose(got, [beta_stop(r).value for r in rows], atol=1e-12)
