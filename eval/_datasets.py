@@ -246,17 +246,19 @@ def _map_row(row: Mapping[str, Any], index: int, fields: Mapping[str, str], kind
 
 
 def _is_trace_file(path: Path) -> bool:
+    if not any(s in (".jsonl", ".json") for s in path.suffixes):
+        return False
     opener: Any = open
     if path.suffix == ".gz":
         import gzip
 
         opener = gzip.open
-    with opener(path, "rt", encoding="utf-8") as handle:
+    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
         for line in handle:
             if line.strip():
                 try:
                     first = json.loads(line)
-                except json.JSONDecodeError:
+                except ValueError:
                     return False
                 return isinstance(first, dict) and isinstance(first.get("samples"), list)
     return False

@@ -30,16 +30,22 @@ Keyer = Callable[[Completion], Awaitable[tuple[str | None, str | None]]]
 
 @dataclass
 class KeyedSelfConsistency(SelfConsistency):
-    """Self-consistency with answers and cluster keys from ``keyer`` (same knobs as ``sc``)."""
+    """Self-consistency with answers and cluster keys from ``keyer`` (same knobs as ``sc``).
+
+    Samples with equal keys form one cluster; a sample whose key is None (no program, or one
+    that does not load) answers nothing.
+    """
 
     instruction: str | None = CODE_INSTRUCTION
     keyer: Keyer | None = field(default=None, repr=False)
+    keys: list[str | None] = field(default_factory=list, init=False, repr=False)
 
     async def run(self, ctx: Context) -> None:
         if self.keyer is None:
             raise ValueError("KeyedSelfConsistency needs a keyer")
         sample = GenerateRequest(chat_prompt(ctx.query, self.instruction), self.max_tokens, self.temperature)
         assert self.max_samples is not None
+        numbers: dict[str, int] = {}
         while len(self.completions) < self.max_samples:
             size = min(self.samples_per_round, self.max_samples - len(self.completions))
             batch = await ctx.gather([sample] * size)
@@ -48,20 +54,26 @@ class KeyedSelfConsistency(SelfConsistency):
                 self.completions.append(completion)
                 self.answers.append(answer)
                 self.keys.append(key)
+                self.weights.append(1.0)
+                self.labels.append(None if key is None else numbers.setdefault(key, len(numbers)))
             ctx.report(self.certainty())
 
 
 def chosen_completion(program: Program) -> Completion | None:
     """The sample behind a self-consistency program's current answer (its leading cluster's first).
 
-    None for programs that do not keep samples and keys the way ``sc`` does.
+    None for programs that do not keep ``completions`` and cluster ``labels`` the way ``sc`` does.
     """
     completions = getattr(program, "completions", None)
-    keys = getattr(program, "keys", None)
-    if not isinstance(completions, list) or not isinstance(keys, list) or len(keys) != len(completions):
+    labels = getattr(program, "labels", None)
+    if not isinstance(completions, list) or not isinstance(labels, list) or len(labels) != len(completions):
         return None
-    counts = Counter(k for k in keys if k is not None)
-    if not counts:
+    leader_of = getattr(program, "_leader", None)
+    if callable(leader_of):
+        leader = leader_of()
+    else:
+        counts = Counter(label for label in labels if label is not None)
+        leader = counts.most_common(1)[0][0] if counts else None
+    if leader is None:
         return None
-    leader = counts.most_common(1)[0][0]
-    return next(c for c, k in zip(completions, keys, strict=True) if k == leader)
+    return next(c for c, label in zip(completions, labels, strict=True) if label == leader)

@@ -1,0 +1,233 @@
+"""The batch runner: replay exactness, resumption after a crash or kill -9, code self-consistency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import looptime
+import pytest
+
+from dynasor import ConfigError
+from dynasor.allocator import AllocatorConfig
+from dynasor.engine.base import EngineRequest
+from dynasor.engine.sim import SimBackend
+from dynasor.engine.sources import Draft, Source
+from eval import BackendSpec, EvalConfig, Evaluator, Problem, ResultsFile, finalize, run_eval, stop_index
+
+SC = {"max_samples": 8, "samples_per_round": 2}
+STABLE = ("id", "answer", "correct", "tokens", "samples", "steps", "exit_reason")
+
+
+def _config(out: Path, **changes: Any) -> EvalConfig:
+    base: dict[str, Any] = dict(dataset="math-qwen25", backend="sim", params=SC, out=out, compare_baseline=True)
+    return EvalConfig(**(base | changes))
+
+
+def _stable(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(record[k] for k in STABLE) + tuple(record["baseline"][k] for k in STABLE[1:])
+
+
+def test_replay_early_exit_is_a_prefix_of_the_fixed_run(tmp_path: Path) -> None:
+    results, backend = run_eval(_config(tmp_path, limit=25))
+    assert backend.kind == "replay" and len(results) == 25
+    rule = AllocatorConfig.bundled().rule_for("sc")
+    assert rule.threshold is not None
+    for record in results:
+        fixed = record["baseline"]
+        assert fixed["samples"] == 8 and fixed["exit_reason"] == "budget"
+        assert record["tokens"] <= fixed["tokens"]
+        # Same recorded samples in the same order: early exit stops where the rule says on
+        # the fixed trajectory, with the very same tokens and answer.
+        index = stop_index(fixed["trajectory"], rule.min_step, rule.threshold)
+        assert record["trajectory"] == fixed["trajectory"][: index + 1] or all(
+            {k: v for k, v in a.items() if k != "time"} == {k: v for k, v in b.items() if k != "time"}
+            for a, b in zip(record["trajectory"], fixed["trajectory"][: index + 1], strict=True)
+        )
+        assert record["tokens"] == fixed["trajectory"][index]["tokens"]
+        assert record["correct"] == fixed["trajectory"][index]["correct"]
+    summary = finalize(tmp_path, plots=False)
+    assert summary["label"] == "replay"
+    early, fixed_arm = summary["early_exit"], summary["fixed_budget"]
+    assert early["tokens_total"] < fixed_arm["tokens_total"]
+    # The sweep at the configured rule reproduces the early-exit arm exactly.
+    at_rule = next(
+        p for p in summary["sweep"] if p["min_step"] == rule.min_step and abs(p["threshold"] - rule.threshold) < 1e-9
+    )
+    assert at_rule["accuracy"] == early["accuracy"]
+    assert at_rule["tokens_mean"] == early["tokens_mean"]
+    lines = (tmp_path / "profile.jsonl").read_text().splitlines()
+    assert len(lines) == sum(len(r["baseline"]["trajectory"]) for r in results)
+
+
+def test_resume_after_a_crash_runs_only_the_missing_queries(tmp_path: Path) -> None:
+    reference, _ = run_eval(_config(tmp_path / "full", limit=12))
+    seen: list[str] = []
+
+    def crash_after_five(record: dict[str, Any]) -> None:
+        seen.append(record["id"])
+        if len(seen) == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises((KeyboardInterrupt, BaseExceptionGroup)):
+        run_eval(_config(tmp_path / "part", limit=12, concurrency=3), on_result=crash_after_five)
+    on_file = ResultsFile(tmp_path / "part" / "results.jsonl").done
+    assert len(on_file) == 5
+    with open(tmp_path / "part" / "results.jsonl", "a") as handle:
+        handle.write('{"id": "torn')  # a write cut short by the crash
+    rerun: list[str] = []
+    results, _ = run_eval(
+        _config(tmp_path / "part", limit=12, concurrency=3), on_result=lambda r: rerun.append(r["id"])
+    )
+    assert len(rerun) == 7 and not set(rerun) & on_file
+    assert sorted(_stable(r) for r in results) == sorted(_stable(r) for r in reference)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from eval import EvalConfig, run_eval
+        count = 0
+        def hook(record):
+            global count
+            count += 1
+            if count == 4:
+                os.kill(os.getpid(), signal.SIGKILL)
+        run_eval(EvalConfig(dataset="math-qwen25", params={SC!r}, out=Path({str(tmp_path)!r}), limit=10,
+                            compare_baseline=True, concurrency=4), on_result=hook)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    survivors = ResultsFile(tmp_path / "results.jsonl").done
+    assert len(survivors) == 4  # everything written before the kill is on disk
+    rerun: list[str] = []
+    results, _ = run_eval(_config(tmp_path, limit=10, concurrency=4), on_result=lambda r: rerun.append(r["id"]))
+    assert len(results) == 10 and len(rerun) == 6 and not set(rerun) & survivors
+
+
+def test_resuming_with_another_configuration_is_refused(tmp_path: Path) -> None:
+    run_eval(_config(tmp_path, limit=2))
+    with pytest.raises(ConfigError, match="params"):
+        run_eval(_config(tmp_path, limit=2, params={"max_samples": 4, "samples_per_round": 2}))
+
+
+def test_unknown_algorithm_and_knob_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Unknown algorithm"):
+        run_eval(_config(tmp_path / "a", algorithm="nope", limit=1))
+    with pytest.raises(ConfigError, match="bogus"):
+        run_eval(_config(tmp_path / "b", params={"bogus": 1}, limit=1))
+
+
+def test_synthetic_sim_backend_grades_against_the_source(tmp_path: Path) -> None:
+    results, backend = run_eval(_config(tmp_path, dataset="gsm8k", limit=20, seed=3))
+    assert backend.kind == "simulated"
+    accuracy = sum(r["correct"] for r in results) / 20
+    fixed = sum(r["baseline"]["correct"] for r in results) / 20
+    assert 0.2 < fixed <= 1.0 and 0.0 < accuracy <= 1.0
+    assert all(r["reference"] != "18" or r["id"] != "gsm8k-0" for r in results)  # synthetic reference
+
+
+def test_code_replay_uses_recorded_signatures(tmp_path: Path) -> None:
+    traces = tmp_path / "code.jsonl"
+    rows = [
+        {
+            "id": "HumanEval/0",
+            "prompt": "p",
+            "reference": None,
+            "samples": [
+                {"text": "    return True\n", "answer": "FP", "tokens": 10, "correct": False},
+                {"text": "    return False\n", "answer": "PP", "tokens": 10, "correct": True},
+                {"text": "    return False  # same\n", "answer": "PP", "tokens": 10, "correct": True},
+                {"text": "    return 0\n", "answer": "PP", "tokens": 10, "correct": True},
+            ],
+        },
+    ]
+    traces.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    results, _ = run_eval(
+        _config(
+            tmp_path / "out",
+            dataset=str(traces),
+            backend=f"replay:{traces}",
+            params={"max_samples": 4, "samples_per_round": 4},
+        )
+    )
+    (record,) = list(results)
+    assert record["kind"] == "code" and record["correct"] is True
+    assert "def has_close_elements" in record["answer"]
+    # Three of four samples agree: (log n - H) / log n with H in nats.
+    entropy = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert record["certaindex"] == pytest.approx(1 - entropy / math.log(4))
+
+
+class _CodeSource(Source):
+    """Samples a model might write for ``add``: two right programs that differ, one wrong."""
+
+    TEXTS = (
+        "```python\ndef add(a, b):\n    return a + b\n```",
+        "```python\ndef add(x, y):\n    return sum((x, y))\n```",
+        "```python\ndef add(a, b):\n    return a * b\n```",
+    )
+
+    def __init__(self) -> None:
+        self.drawn = 0
+
+    def draft(self, request: EngineRequest) -> Draft:
+        text = self.TEXTS[self.drawn % len(self.TEXTS)]
+        self.drawn += 1
+        return Draft(text, 20)
+
+
+def test_code_self_consistency_clusters_by_behaviour(tmp_path: Path) -> None:
+    problem = Problem(
+        "t/add",
+        "def add(a, b):\n    '''>>> add(2, 3)\n    5'''\n",
+        "code",
+        tests="assert add(2, 3) == 5\nassert add(7, 1) == 8\n",
+        entry_point="add",
+        examples=("add(2, 3)",),
+    )
+    spec = BackendSpec("simulated", "test code source", True, lambda: SimBackend("h100-llama3-8b", _CodeSource()))
+    config = _config(tmp_path, dataset="unused", params={"max_samples": 3, "samples_per_round": 3})
+    evaluator = Evaluator(config, spec, ResultsFile(tmp_path / "results.jsonl"))
+    with asyncio.Runner(loop_factory=lambda: looptime.new_event_loop(start=0.0)) as runner:
+        record = runner.run(evaluator.evaluate(problem))
+        runner.run(evaluator.arms["early"].aclose())
+    # Two of three samples behave alike (5 on the example) although their code differs.
+    assert record["correct"] is True and record["baseline"]["correct"] is True
+    assert "return a + b" in record["answer"]
+    assert record["trajectory"][-1]["correct"] is True
+    entropy = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
+    assert record["certaindex"] == pytest.approx(1 - entropy / math.log(3))
+
+
+@pytest.mark.engine
+def test_real_engine_path(tmp_path: Path, engine_url: str, engine_model: str) -> None:
+    # Tiny on purpose: the point is that every stage runs against the real server.
+    config = _config(
+        tmp_path,
+        dataset="gsm8k",
+        backend=engine_url,
+        model=engine_model,
+        params={"max_samples": 2, "samples_per_round": 2, "max_tokens": 8},
+        limit=1,
+        compare_baseline=False,
+    )
+    results, backend = run_eval(config)
+    (record,) = list(results)
+    assert backend.kind == "real engine"
+    assert 0 < record["tokens"] <= 16 and record["samples"] == 2 and record["prompt_tokens"] > 0
+    assert record["trajectory"] and record["trajectory"][0]["samples"] == 2
+    summary = finalize(tmp_path, plots=False)
+    assert summary["label"] == "real engine" and summary["early_exit"]["queries"] == 1
