@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -22,7 +24,7 @@ from dynasor.server import routes
 from dynasor.server._passthrough import ServingError, SimResponder, UpstreamRelay
 from dynasor.server._settings import ServerSettings
 from dynasor.server.metrics import ProxyMetrics
-from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, error_body
+from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, error_body, validation_message
 from dynasor.server.serving import QueryAllocator, ReasoningService
 from dynasor.server.upstreams import PooledBackend, Replica, UpstreamPool
 
@@ -105,6 +107,27 @@ class ProxyState:
                 400, f"max_tokens {cap} exceeds this server's limit {limits.max_tokens}", param="max_tokens"
             )
 
+    def check_plain(self, data: dict[str, Any]) -> bool:
+        """Limits of a plain request read from its raw JSON (no model built); returns ``stream``."""
+        limits = self.settings
+        stream = data.get("stream", False)
+        if not isinstance(stream, bool):
+            raise ServingError(400, "stream must be a boolean", param="stream")
+        n = data.get("n")
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise ServingError(400, "n must be a positive integer", param="n")
+        if n is not None and n > limits.max_n:
+            raise ServingError(400, f"n {n} exceeds this server's limit {limits.max_n}", param="n")
+        for name in ("max_tokens", "max_completion_tokens"):
+            cap = data.get(name)
+            if cap is None:
+                continue
+            if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+                raise ServingError(400, f"{name} must be a positive integer", param=name)
+            if cap > limits.max_tokens:
+                raise ServingError(400, f"{name} {cap} exceeds this server's limit {limits.max_tokens}", param=name)
+        return stream
+
     def sim_models(self) -> dict[str, Any]:
         """``/v1/models`` over the simulated engine."""
         model = {"id": self.backend.model, "object": "model", "created": int(time.time()), "owned_by": "dynasor-sim"}
@@ -143,15 +166,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        first = errors[0] if errors else {}
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-        message = str(first.get("msg", "invalid request"))
-        if first.get("type") == "json_invalid":
-            message = "Request body is not valid JSON"
-        elif loc:
-            message = f"{'.'.join(loc)}: {message}"
-        return JSONResponse(error_body(message, 400, param=".".join(loc) or None), status_code=400)
+        message, param = validation_message(list(exc.errors()))
+        return JSONResponse(error_body(message, 400, param=param), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -163,4 +179,19 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         logger.exception("unhandled error on %s", request.url.path)
         return JSONResponse(error_body(f"internal error: {type(exc).__name__}", 500, "server_error"), 500)
 
+    app.openapi = functools.partial(_openapi, app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI schema, with the request models the routes read raw."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (ChatCompletionRequest, CompletionRequest):
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(model_schema.pop("$defs", {}))
+        components[model.__name__] = model_schema
+    app.openapi_schema = schema
+    return schema

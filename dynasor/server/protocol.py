@@ -22,6 +22,7 @@ __all__ = [
     "ErrorDetail",
     "ErrorResponse",
     "error_body",
+    "validation_message",
 ]
 
 Effort = Literal["mild", "low", "mid", "high", "crazy"]
@@ -123,3 +124,14 @@ class ErrorResponse(BaseModel):
 def error_body(message: str, status: int, kind: str = "invalid_request_error", param: str | None = None) -> dict:
     """An OpenAI-shaped error body."""
     return {"error": {"message": message, "type": kind, "param": param, "code": status}}
+
+
+def validation_message(errors: list[Any]) -> tuple[str, str | None]:
+    """A message and the offending parameter from pydantic's (or FastAPI's) validation errors."""
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if first.get("type") == "json_invalid":
+        return "Request body is not valid JSON", None
+    message = str(first.get("msg", "invalid request"))
+    param = ".".join(loc) or None
+    return (f"{param}: {message}" if param else message), param

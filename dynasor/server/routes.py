@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
 
 from dynasor.server._passthrough import Relay, ServingError
 from dynasor.server._shapes import Endpoint
 from dynasor.server.metrics import CONTENT_TYPE_LATEST
-from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, ErrorResponse
+from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, ErrorResponse, validation_message
 
 if TYPE_CHECKING:
     from dynasor.server.app import ProxyState
@@ -61,14 +63,29 @@ api_router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], re
 ops_router = APIRouter()
 
 
-@api_router.post("/chat/completions", summary="Chat completion, plain or with reasoning (`dynasor`).")
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    return await _handle(request, "chat", body)
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    # The body is read raw (a plain request is forwarded byte for byte, unparsed by pydantic);
+    # the schema is still documented, from the model (see ``app._openapi``).
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
-@api_router.post("/completions", summary="Text completion, plain or with reasoning (`dynasor`).")
-async def completions(body: CompletionRequest, request: Request) -> Response:
-    return await _handle(request, "completions", body)
+@api_router.post(
+    "/chat/completions",
+    summary="Chat completion, plain or with reasoning (`dynasor`).",
+    openapi_extra=_body(ChatCompletionRequest),
+)
+async def chat_completions(request: Request) -> Response:
+    return await _handle(request, "chat", ChatCompletionRequest)
+
+
+@api_router.post(
+    "/completions",
+    summary="Text completion, plain or with reasoning (`dynasor`).",
+    openapi_extra=_body(CompletionRequest),
+)
+async def completions(request: Request) -> Response:
+    return await _handle(request, "completions", CompletionRequest)
 
 
 @api_router.get("/models", summary="Models the upstream serves.")
@@ -99,29 +116,45 @@ async def metrics(request: Request) -> Response:
     return Response(_state(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _handle(request: Request, endpoint: Endpoint, body: ChatCompletionRequest | CompletionRequest) -> Response:
+async def _handle(
+    request: Request, endpoint: Endpoint, model: type[ChatCompletionRequest] | type[CompletionRequest]
+) -> Response:
     state = _state(request)
-    kind = "plain" if body.dynasor is None else "reasoning"
+    kind = "plain"
     status = 499
     try:
-        state.check_limits(body)
-        if body.dynasor is None:
-            if state.relay is None:
-                assert state.sim is not None
-                relay = await _until_disconnect(request, state.sim.answer(endpoint, body))
-            else:
-                raw = await request.body()
-                relay = await _until_disconnect(
-                    request, state.relay.forward("POST", request.url.path, raw, request.headers, stream=body.stream)
-                )
+        raw = await request.body()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ServingError(400, "Request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise ServingError(400, "Request body must be a JSON object")
+        if data.get("dynasor") is None and state.relay is not None:
+            # Hot path: check only what the proxy acts on, forward the bytes untouched.
+            stream = state.check_plain(data)
+            relay = await _until_disconnect(
+                request, state.relay.forward("POST", request.url.path, raw, request.headers, stream=stream)
+            )
             response = _to_response(relay)
         else:
-            plan = state.reasoning.plan(endpoint, body)
-            if body.stream:
-                response = StreamingResponse(state.reasoning.stream(plan), media_type="text/event-stream")
+            try:
+                body = model.model_validate(data)
+            except ValidationError as exc:
+                message, param = validation_message(exc.errors())
+                raise ServingError(400, message, param=param) from None
+            state.check_limits(body)
+            if body.dynasor is None:
+                assert state.sim is not None
+                response = _to_response(await _until_disconnect(request, state.sim.answer(endpoint, body)))
             else:
-                answer = await _until_disconnect(request, state.reasoning.complete(plan))
-                response = JSONResponse(answer)
+                kind = "reasoning"
+                plan = state.reasoning.plan(endpoint, body)
+                if body.stream:
+                    response = StreamingResponse(state.reasoning.stream(plan), media_type="text/event-stream")
+                else:
+                    answer = await _until_disconnect(request, state.reasoning.complete(plan))
+                    response = JSONResponse(answer)
         status = response.status_code
         return response
     except ServingError as exc:
