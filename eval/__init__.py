@@ -10,7 +10,9 @@ from eval._output import finalize, render_table
 from eval._programs import CODE_INSTRUCTION, KeyedSelfConsistency, chosen_completion
 from eval._report import (
     SweepPoint,
+    apply_rule,
     best_within,
+    crossfit,
     oracle,
     pareto_front,
     profile_records,
@@ -35,9 +37,11 @@ __all__ = [
     "Problem",
     "ResultsFile",
     "SweepPoint",
+    "apply_rule",
     "best_within",
     "candidate_program",
     "chosen_completion",
+    "crossfit",
     "entry_calls",
     "finalize",
     "load_problems",

@@ -22,14 +22,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from certaindex import Equivalence, extract_answer, extract_code
 from eval._datasets import Problem
 from eval._sandbox import SandboxResult, run_python
-
-try:
-    from certaindex import Equivalence, extract_answer, extract_code
-except ImportError:  # these names are not re-exported by every certaindex version
-    from certaindex._answers import extract_answer, extract_code
-    from certaindex._equivalence import Equivalence
 
 __all__ = ["CodeGrader", "Grade", "MathGrader", "candidate_program", "shared_math_grader"]
 

@@ -29,8 +29,16 @@ def finalize(
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     records = [r for r in ResultsFile(out / "results.jsonl") if ids is None or r["id"] in ids]
     summary = summarize(records, run=run, rule=rule)
-    algorithm = str((run.get("config") or {}).get("algorithm", "sc"))
-    summary["profile_records"] = write_profile(out / "profile.jsonl", records, algorithm)
+    config = run.get("config") or {}
+    if any(r.get("baseline") for r in records):
+        summary["profile_records"] = write_profile(
+            out / "profile.jsonl",
+            records,
+            str(config.get("algorithm", "sc")),
+            dataset=str(config.get("dataset")),
+            # Replayed traces may carry token counts approximated from their text.
+            tokens_exact=summary["label"] != "replay",
+        )
     if plots:
         from eval._plots import write_plots
 
@@ -82,6 +90,17 @@ def render_table(summary: Mapping[str, Any]) -> Any:
             _pct(best["saving"]),
             "",
             f"rule m={best['min_step']} t={best['threshold']:.3g} (sweep)",
+        )
+    held = summary.get(f"best_within_{ACCURACY_LOSS_POINTS}pt_crossfit")
+    if held:
+        table.add_row(
+            "  held-out",
+            _pct(held["accuracy"]),
+            "",
+            "",
+            _pct(held["saving"]),
+            "",
+            f"rule chosen on other queries ({held['folds']}-fold)",
         )
     oracle = summary.get("oracle")
     if oracle:

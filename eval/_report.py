@@ -22,10 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from certaindex import ProfilingRecord, write_records
+
 __all__ = [
     "SweepPoint",
+    "apply_rule",
     "arm_summary",
     "best_within",
+    "crossfit",
     "oracle",
     "pareto_front",
     "profile_records",
@@ -139,6 +143,53 @@ def best_within(points: Sequence[SweepPoint], fixed_accuracy: float, loss_points
     return max(ok, key=lambda p: (p.saving, p.accuracy, p.threshold), default=None)
 
 
+def apply_rule(records: Iterable[Mapping[str, Any]], min_step: int, threshold: float) -> tuple[int, int, int, int]:
+    """``(right, tokens, fixed_right, fixed_tokens)`` summed over queries when rule ``(m, t)`` stops them."""
+    right = tokens = fixed_right = fixed_tokens = 0
+    for row in _fixed(records):
+        ok, spent = _at(row, stop_index(row[0], min_step, threshold))
+        right += ok
+        tokens += spent
+        fixed_right += row[1]
+        fixed_tokens += row[2]
+    return right, tokens, fixed_right, fixed_tokens
+
+
+def crossfit(
+    records: Sequence[Mapping[str, Any]], loss_points: float = ACCURACY_LOSS_POINTS, folds: int = 5
+) -> dict[str, Any] | None:
+    """Held-out estimate of :func:`best_within`: choose the rule on the other folds, score it on this one.
+
+    The in-sample best rule is picked on the very queries it is scored on, which flatters it;
+    here every query is scored by a rule chosen without it (``folds``-fold cross-fitting,
+    queries assigned to folds round-robin in id order).
+    """
+    rows = [r for r in records if r.get("baseline") is not None]
+    if len(rows) < 2 * folds:
+        return None
+    ordered = sorted(rows, key=lambda r: str(r["id"]))
+    right = tokens = fixed_right = fixed_tokens = 0
+    rules = []
+    for k in range(folds):
+        held = ordered[k::folds]
+        train = [r for i, r in enumerate(ordered) if i % folds != k]
+        train_fixed = sum(bool(r["baseline"]["correct"]) for r in train) / len(train)
+        best = best_within(sweep(train), train_fixed, loss_points)
+        rule = (best.min_step, best.threshold) if best is not None else (1, 2.0)  # 2.0: never stop early
+        rules.append({"min_step": rule[0], "threshold": rule[1]})
+        a, b, c, d = apply_rule(held, *rule)
+        right, tokens, fixed_right, fixed_tokens = right + a, tokens + b, fixed_right + c, fixed_tokens + d
+    n = len(ordered)
+    return {
+        "folds": folds,
+        "accuracy": right / n,
+        "fixed_accuracy": fixed_right / n,
+        "accuracy_delta_points": 100.0 * (right - fixed_right) / n,
+        "saving": 1.0 - tokens / fixed_tokens if fixed_tokens else 0.0,
+        "rules": rules,
+    }
+
+
 def oracle(records: Iterable[Mapping[str, Any]]) -> dict[str, float] | None:
     """Accuracy and cost of stopping each query at its first right report (see module doc)."""
     rows = _fixed(records)
@@ -219,6 +270,7 @@ def summarize(
         summary["sweep"] = [p.to_dict() for p in points]
         summary["pareto"] = [p.to_dict() for p in pareto_front(points)]
         summary[f"best_within_{ACCURACY_LOSS_POINTS}pt"] = None if best is None else best.to_dict()
+        summary[f"best_within_{ACCURACY_LOSS_POINTS}pt_crossfit"] = crossfit(records)
         summary["oracle"] = oracle(records)
     return summary
 
@@ -234,42 +286,52 @@ def _comparison(kind: str | None) -> str:
     )
 
 
-def profile_records(records: Iterable[Mapping[str, Any]], algorithm: str) -> list[dict[str, Any]]:
+def profile_records(
+    records: Iterable[Mapping[str, Any]],
+    algorithm: str,
+    *,
+    dataset: str | None = None,
+    tokens_exact: bool = True,
+) -> list[ProfilingRecord]:
     """Per query and report: certaindex values and correctness, for ``dynasor calibrate``.
 
-    Uses the fixed-budget trajectories when the run has them (they are complete), else the
-    early-exit ones (cut at each query's stop).
+    In :class:`certaindex.ProfilingRecord` form, from the fixed-budget trajectories: a query's
+    last record must be its full-budget run, so runs without the baseline give none.
     """
     out = []
     for record in records:
-        arm = record.get("baseline") or record
-        source = "fixed" if record.get("baseline") else "early"
+        arm = record.get("baseline")
+        if arm is None:
+            continue
         for point in arm.get("trajectory") or []:
             out.append(
-                {
-                    "query_id": record["id"],
-                    "algorithm": algorithm,
-                    "arm": source,
-                    "step": point["step"],
-                    "samples": point["samples"],
-                    "tokens": point["tokens"],
-                    "certaindex": {point["measure"]: point["value"]},
-                    "answer": point["answer"],
-                    "correct": point["correct"],
-                    "final_correct": bool(arm["correct"]),
-                    "final_tokens": int(arm["tokens"]),
-                }
+                ProfilingRecord(
+                    query_id=str(record["id"]),
+                    algorithm=algorithm,
+                    step=int(point["step"]),
+                    samples=int(point["samples"]),
+                    tokens=int(point["tokens"]),
+                    certaindex={point["measure"]: float(point["value"])},
+                    answer=point["answer"],
+                    correct=bool(point["correct"]),
+                    final_correct=bool(arm["correct"]),
+                    dataset=dataset,
+                    tokens_exact=tokens_exact,
+                )
             )
     return out
 
 
-def write_profile(path: str | Path, records: Iterable[Mapping[str, Any]], algorithm: str) -> int:
-    """Write :func:`profile_records` as JSONL; returns the number of lines."""
-    rows = profile_records(records, algorithm)
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return len(rows)
+def write_profile(
+    path: str | Path,
+    records: Iterable[Mapping[str, Any]],
+    algorithm: str,
+    *,
+    dataset: str | None = None,
+    tokens_exact: bool = True,
+) -> int:
+    """Write :func:`profile_records` as JSONL (``certaindex.write_records``); returns the count."""
+    return write_records(profile_records(records, algorithm, dataset=dataset, tokens_exact=tokens_exact), path)
 
 
 def write_summary(path: str | Path, summary: Mapping[str, Any]) -> None:

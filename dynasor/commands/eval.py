@@ -55,7 +55,9 @@ def eval_command(
         bool, typer.Option("--compare-baseline", help="Also run the fixed budget (no early exit) and sweep thresholds.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of simulated and replayed draws.")] = 0,
-    profile: Annotated[str, typer.Option(help="Cost profile of the simulated engine.")] = "h100-llama3-8b",
+    sim_profile: Annotated[
+        str, typer.Option(help="Cost profile of the simulated engine (sim and replay timing).")
+    ] = "h100-llama3-8b",
     kind: Annotated[str | None, typer.Option(help="math or code, for local files and trace sets.")] = None,
     field: Annotated[
         list[str] | None, typer.Option("--field", help="Column mapping KEY=COLUMN (id, prompt, reference, tests).")
@@ -110,7 +112,7 @@ def eval_command(
         out=out,
         compare_baseline=compare_baseline,
         seed=seed,
-        profile=profile,
+        profile=sim_profile,
         kind=kind,
         fields=_pairs(field, "--field"),
         split=split,
@@ -158,10 +160,9 @@ def eval_command(
         raise typer.Exit(2) from exc
     summary = finalize(out, ids=ids, rule=_rule(rules, algorithm), plots=plots)
     Console().print(render_table(summary))
-    console.print(
-        f"[{spec.kind}] results in {out}/: results.jsonl, summary.json, profile.jsonl, "
-        + ", ".join(summary.get("plots", []))
-    )
+    files = ["results.jsonl", "summary.json"]
+    files += ["profile.jsonl"] if summary.get("profile_records") else []
+    console.print(f"[{spec.kind}] results in {out}/: " + ", ".join(files + summary.get("plots", [])))
 
 
 def _rule(rules: Any, algorithm: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eval import SweepPoint, best_within, oracle, pareto_front, profile_records, stop_index, summarize, sweep
+from eval import SweepPoint, best_within, crossfit, oracle, pareto_front, profile_records, stop_index, summarize, sweep
 
 
 def _record(qid: str, values: list[float], right: list[bool], per_step: int = 100) -> dict[str, Any]:
@@ -106,7 +106,25 @@ def test_summary_reports_saving_and_label() -> None:
 
 
 def test_profile_records_cover_every_report() -> None:
-    rows = profile_records(RECORDS, "sc")
+    rows = profile_records(RECORDS, "sc", dataset="toy")
     assert len(rows) == 12
-    assert rows[0]["certaindex"] == {"entropy": 1.0} and rows[0]["final_correct"] is True
-    assert {r["arm"] for r in rows} == {"fixed"}
+    assert rows[0].certaindex == {"entropy": 1.0} and rows[0].final_correct is True
+    assert [r.step for r in rows[4:8]] == [1, 2, 3, 4] and rows[6].correct and not rows[5].correct
+
+
+def test_profile_records_need_the_full_budget_run() -> None:
+    early_only = [{k: v for k, v in r.items() if k != "baseline"} for r in RECORDS]
+    assert profile_records(early_only, "sc") == []
+
+
+def test_crossfit_scores_each_query_with_a_rule_chosen_without_it() -> None:
+    assert crossfit(RECORDS) is None  # too few queries for 5 folds
+    easy = [_record(f"e{i}", [1.0, 1.0, 1.0, 1.0], [True] * 4) for i in range(10)]
+    result = crossfit(easy, folds=5)
+    assert result is not None
+    assert result["accuracy_delta_points"] == 0.0 and result["saving"] == 0.75
+    assert all(rule["min_step"] == 1 for rule in result["rules"])
+    # A query that is only ever right at its last step cannot be stopped early for free.
+    late = easy + [_record(f"l{i}", [1.0, 1.0, 1.0, 1.0], [False, False, False, True]) for i in range(10)]
+    held = crossfit(late, folds=5)
+    assert (held is not None and held["accuracy_delta_points"] < 0) or held["saving"] == 0.0

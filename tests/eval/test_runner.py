@@ -64,8 +64,13 @@ def test_replay_early_exit_is_a_prefix_of_the_fixed_run(tmp_path: Path) -> None:
     )
     assert at_rule["accuracy"] == early["accuracy"]
     assert at_rule["tokens_mean"] == early["tokens_mean"]
-    lines = (tmp_path / "profile.jsonl").read_text().splitlines()
-    assert len(lines) == sum(len(r["baseline"]["trajectory"]) for r in results)
+    # The profiling records feed calibration as they are.
+    import certaindex as cx
+
+    profile = cx.read_records(tmp_path / "profile.jsonl")
+    assert len(profile) == sum(len(r["baseline"]["trajectory"]) for r in results)
+    choice = cx.calibrate(cx.group_queries(profile)["sc"], algorithm="sc", target_loss=0.05, bound="none")
+    assert choice.algorithm == "sc" and choice.measure == "entropy"
 
 
 def test_resume_after_a_crash_runs_only_the_missing_queries(tmp_path: Path) -> None:
