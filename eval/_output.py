@@ -53,9 +53,11 @@ def _pct(x: float | None) -> str:
 
 def render_table(summary: Mapping[str, Any]) -> Any:
     """A rich table of the run: one row per arm (and the oracle), with the label in the title."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"dynasor eval [{summary['label']}] {summary.get('backend') or ''}", title_justify="left")
+    title = escape(f"dynasor eval [{summary['label']}] {summary.get('backend') or ''}")
+    table = Table(title=title, title_justify="left")
     for column in ("arm", "acc", "tokens/q", "samples/q", "saved", "latency", "exits"):
         table.add_column(column, justify="left" if column in ("arm", "exits") else "right")
     fixed = summary.get("fixed_budget")

@@ -68,6 +68,7 @@ def eval_command(
 ) -> None:
     """Evaluate Certaindex early exit on a dataset: accuracy, tokens, savings, plots; resumable."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from dynasor._exceptions import ConfigError
@@ -162,7 +163,7 @@ def eval_command(
     Console().print(render_table(summary))
     files = ["results.jsonl", "summary.json"]
     files += ["profile.jsonl"] if summary.get("profile_records") else []
-    console.print(f"[{spec.kind}] results in {out}/: " + ", ".join(files + summary.get("plots", [])))
+    console.print(escape(f"[{spec.kind}] results in {out}/: " + ", ".join(files + summary.get("plots", []))))
 
 
 def _rule(rules: Any, algorithm: str) -> dict[str, Any]:
