@@ -54,6 +54,13 @@ def bench(
     max_probes: Annotated[int, typer.Option(help="Most runs the bisection makes per policy")] = 12,
     jobs: Annotated[int, typer.Option(help="Worker processes for simulated runs (one per policy at most)")] = 1,
     out: Annotated[Path, typer.Option(help="Folder for results.json and the plots")] = Path("bench-results"),
+    record_traces: Annotated[
+        Path | None, typer.Option(help="Write every completed sample to this trace file (JSONL)")
+    ] = None,
+    replay_traces: Annotated[
+        Path | None,
+        typer.Option(help="Replay samples recorded with --record-traces (same workload and seed) on the sim engine"),
+    ] = None,
     save_queries: Annotated[bool, typer.Option(help="Store every query's outcome in the results file")] = False,
     plots: Annotated[bool, typer.Option(help="Write PNG plots")] = True,
     quiet: Annotated[bool, typer.Option(help="No per-point progress lines")] = False,
@@ -92,8 +99,13 @@ def bench(
         except json.JSONDecodeError:
             params[key] = raw
     try:
+        chosen = load_workload(workload)
+        if replay_traces is not None:
+            if upstream:
+                raise ConfigError("--replay-traces replays on the simulated engine; drop --upstream")
+            chosen = chosen.with_recorded(replay_traces)
         config = RunConfig(
-            workload=load_workload(workload),
+            workload=chosen,
             duration=duration,
             seed=seed,
             arrivals=make_arrivals(arrivals, cv=cv),
@@ -104,6 +116,7 @@ def bench(
             early_exit=early_exit,  # type: ignore[arg-type]
             allocator=AllocatorConfig.load(allocator) if allocator else None,
             params=params,
+            record_traces=str(record_traces) if record_traces else None,
         )
         if not upstream:
             from dynasor.engine.sim import load_profile

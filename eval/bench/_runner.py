@@ -30,6 +30,7 @@ from dynasor.engine.base import Backend, Capacity, Scorer
 from dynasor.runtime import Runtime
 from eval.bench._arrivals import Arrivals, PoissonArrivals
 from eval.bench._metrics import QueryOutcome
+from eval.bench._record import RecordingBackend, merge_traces
 from eval.bench._workloads import BenchQuery, Workload
 
 __all__ = ["EarlyExit", "PointRun", "PointSpec", "RunConfig", "run_point", "run_points"]
@@ -63,6 +64,8 @@ class RunConfig:
     params: Mapping[str, Any] = field(default_factory=dict)
     """Knob overrides for every query's algorithm."""
     request_timeout: float = 600.0
+    record_traces: str | None = None
+    """Write every completed sample to this trace file (replay it with ``Workload.with_recorded``)."""
 
     @property
     def mode(self) -> str:
@@ -134,6 +137,9 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
     wall0, start = time.perf_counter(), loop.time()
     times = config.arrivals.times(spec.rate, config.duration, config.seed)
     backend, scorer, capacity, source = _backend(config)
+    recorder = None
+    if config.record_traces:
+        backend = recorder = RecordingBackend(backend)
     runtime = Runtime(
         backend, policy=spec.policy, allocator=_allocator_for(spec.policy, config), capacity=capacity, scorer=scorer
     )
@@ -157,8 +163,21 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
             for query, at in zip(queries, times, strict=True):
                 tg.create_task(one(query, float(at)))
     finally:
-        engine = _engine_counters(backend)
+        engine = _engine_counters(recorder.inner if recorder else backend)
         await runtime.aclose()
+        if recorder is not None and config.record_traces:
+            asked = {q.id: q for q in queries}
+            merge_traces(
+                config.record_traces,
+                {
+                    qid: {
+                        "prompt": asked[qid].prompt.prompt,
+                        "reference": asked[qid].prompt.reference,
+                        "samples": samples,
+                    }
+                    for qid, samples in recorder.samples.items()
+                },
+            )
     outcomes.sort(key=lambda o: o.arrival)
     return PointRun(spec, outcomes, time.perf_counter() - wall0, loop.time() - start, engine)
 

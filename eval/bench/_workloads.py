@@ -184,12 +184,30 @@ class Workload:
     same sequence of questions.
     """
 
-    def __init__(self, name: str, presets: Sequence[Preset], pools: Mapping[str, Sequence[Prompt]] | None = None):
+    def __init__(
+        self,
+        name: str,
+        presets: Sequence[Preset],
+        pools: Mapping[str, Sequence[Prompt]] | None = None,
+        *,
+        recorded: Mapping[str, TraceRecord] | None = None,
+    ):
         if not presets:
             raise ConfigError("a workload needs at least one preset")
         self.name = name
         self.presets = tuple(presets)
         self._pools = dict(pools or {})
+        self.recorded = dict(recorded or {})
+        """Samples recorded on a live engine, by query id: replayed instead of the preset's content."""
+
+    def with_recorded(self, path: str | Path) -> Workload:
+        """This workload with the samples a real-engine run recorded (``record_traces``) replayed.
+
+        Query ids depend on the seed and the query's index only, so with the same seed the
+        simulated twin asks each question the live engine was asked and replays its answers.
+        """
+        records = {r.id: r for r in load_traces(path)}
+        return Workload(self.name, self.presets, self._pools, recorded=records)
 
     def pool(self, preset: Preset) -> Sequence[Prompt]:
         if preset.pool not in self._pools:
@@ -253,6 +271,13 @@ class BenchSource(Source):
         query = self._queries.get(query_id)
         if query is None:
             raise KeyError(f"query {query_id!r} was not registered with the bench source")
+        recorded = self.workload.recorded.get(query_id)
+        if recorded is not None:
+            replay = self._replay.get("")
+            if replay is None:
+                replay = self._replay[""] = _AssignedReplay(list(self.workload.recorded.values()), seed=self.seed)
+            replay.assignment[query_id] = recorded
+            return replay
         preset = query.preset
         if preset.content == "replay" and query.prompt.record is not None:
             replay = self._replay.get(preset.pool)
@@ -281,6 +306,8 @@ class BenchSource(Source):
         query = self._queries.get(query_id)
         if query is None:
             return None
+        if query_id in self.workload.recorded:
+            return self.workload.recorded[query_id].reference
         if query.preset.content == "replay" and query.prompt.record is not None:
             return query.prompt.reference
         return self._source_for(query_id).reference(query_id)
