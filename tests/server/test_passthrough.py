@@ -174,3 +174,17 @@ def test_failing_replica_is_taken_out_and_traffic_moves(make_proxy, upstream):
         pool = app.state.proxy.pool
         assert [r.up(pool.clock()) for r in pool.replicas] == [False, True]
         assert pool.replicas[0].failures == 1  # tried once, then left out
+
+
+def test_reasoning_on_an_unreachable_upstream_is_502_then_503(make_proxy):
+    dead = "http://127.0.0.1:9"
+    settings = ServerSettings(upstreams=(dead,), model="m", upstream_attempts=1, replica_retry_s=30)
+    with make_proxy(settings) as (url, app):
+        body = {"messages": [{"role": "user", "content": "x"}], "dynasor": {"algorithm": "sc", "max_samples": 2}}
+        first = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+        assert first.status_code == 502, first.text
+        assert first.json()["error"]["type"] == "upstream_error"
+        assert "127.0.0.1:9" in first.json()["error"]["message"]
+        second = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+        assert second.status_code == 503 and int(second.headers["retry-after"]) >= 1
+        assert app.state.proxy.runtime.active == 0 and app.state.proxy.pool.bound == 0
