@@ -16,6 +16,9 @@ Knobs and defaults
 ``reward_scale`` (``identity``)
     ``identity`` (scores in [0, 1]) or ``sigmoid`` (logits).
 ``answer_kind`` (``math``), ``instruction``
+``scorer`` (None)
+    Name of the scorer for this query when the runtime routes between several
+    (:class:`dynasor.scorers.ScorerRouter`); None: the runtime's default.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class BestOfN(Program):
     reward_scale: str = "identity"
     answer_kind: str = "math"
     instruction: str | None = DEFAULT_INSTRUCTION
+    scorer: str | None = None
+    """Which of the runtime's scorers rates this query (read by a routing scorer; None: its default)."""
     completions: list[Completion] = field(default_factory=list, init=False, repr=False)
     answers: list[str | None] = field(default_factory=list, init=False, repr=False)
     labels: list[int | None] = field(default_factory=list, init=False, repr=False)

@@ -32,6 +32,9 @@ Knobs and defaults
 ``min_finished`` (3)
     Finished paths needed before their agreement counts (until then the certaindex is 0).
 ``answer_kind`` (``math``), ``instruction``
+``scorer`` (None)
+    Name of the scorer for this query when the runtime routes between several
+    (:class:`dynasor.scorers.ScorerRouter`); None: the runtime's default.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class MonteCarloTreeSearch(Program):
     min_finished: int = 3
     answer_kind: str = "math"
     instruction: str | None = DEFAULT_INSTRUCTION
+    scorer: str | None = None
+    """Which of the runtime's scorers rates this query (read by a routing scorer; None: its default)."""
     root: Node = field(default_factory=Node, init=False, repr=False)
     explored: list[Node] = field(default_factory=list, init=False, repr=False)
     """Every node created, in order."""

@@ -22,6 +22,9 @@ Knobs and defaults
 ``reward_scale`` (``identity``), ``vote`` (``reward``), ``min_finished`` (3), ``answer_kind`` (``math``),
 ``instruction``
     As in :mod:`algorithms.mcts`.
+``scorer`` (None)
+    Name of the scorer for this query when the runtime routes between several
+    (:class:`dynasor.scorers.ScorerRouter`); None: the runtime's default.
 
 References
 ----------
@@ -86,6 +89,8 @@ class RewardBalancedSearch(Program):
     min_finished: int = 3
     answer_kind: str = "math"
     instruction: str | None = DEFAULT_INSTRUCTION
+    scorer: str | None = None
+    """Which of the runtime's scorers rates this query (read by a routing scorer; None: its default)."""
     root: Node = field(default_factory=Node, init=False, repr=False)
     explored: list[Node] = field(default_factory=list, init=False, repr=False)
     gang_sizes: list[int] = field(default_factory=list, init=False, repr=False)

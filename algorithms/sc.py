@@ -28,6 +28,9 @@ Knobs and defaults
     How answers are read from a sample (:func:`certaindex.extract_answer`).
 ``instruction``
     Appended to a plain-text question.
+``scorer`` (None)
+    Name of the scorer for this query when the runtime routes between several
+    (:class:`dynasor.scorers.ScorerRouter`); None: the runtime's default.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ class SelfConsistency(Program):
     reward_scale: str = "identity"
     answer_kind: str = "math"
     instruction: str | None = DEFAULT_INSTRUCTION
+    scorer: str | None = None
+    """Which of the runtime's scorers rates this query (read by a routing scorer; None: its default)."""
     completions: list[Completion] = field(default_factory=list, init=False, repr=False)
     answers: list[str | None] = field(default_factory=list, init=False, repr=False)
     labels: list[int | None] = field(default_factory=list, init=False, repr=False)

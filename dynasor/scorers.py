@@ -8,7 +8,9 @@
 ``synthetic``           the simulated engine's score, or a seeded noisy model: :class:`SyntheticScorer`
 ======================  ===========================================================================
 
-Build one by name with :func:`make_scorer`. Scores are "higher is better"; their scale depends
+Build one by name with :func:`make_scorer`; :class:`ScorerRouter` holds several and picks one
+per query from the program's ``scorer`` knob (``{"algorithm": "bon", "scorer": "judge"}``).
+Scores are "higher is better"; their scale depends
 on the scorer (a classifier's probability, a judge's 0-1 grade, a reward model's logit), and
 programs that turn them into a certaindex map them with :class:`certaindex.RewardScale`.
 """
@@ -34,6 +36,7 @@ __all__ = [
     "HttpRewardScorer",
     "JudgeScorer",
     "ReplayScorer",
+    "ScorerRouter",
     "SyntheticScorer",
     "make_scorer",
     "parse_grade",
@@ -269,6 +272,43 @@ class SyntheticScorer(Scorer):
             else:
                 scores.append(min(1.0, max(0.0, rng.gauss(0.75 if correct else 0.45, self.sd))))
         return scores
+
+
+class ScorerRouter(Scorer):
+    """Several scorers by name; each query uses the one its ``scorer`` knob names.
+
+    Programs that score (``sc`` with ``vote="reward"``, ``bon``, ``mcts``, ``rebase``) take a
+    ``scorer`` knob; a query that leaves it unset gets ``default``.
+
+    >>> router = ScorerRouter({"replay": ReplayScorer(), "synthetic": SyntheticScorer()}, default="synthetic")
+    >>> sorted(router.scorers)
+    ['replay', 'synthetic']
+    """
+
+    def __init__(self, scorers: Mapping[str, Scorer], default: str | None = None) -> None:
+        if not scorers:
+            raise ConfigError("a scorer router needs at least one scorer")
+        if default is not None and default not in scorers:
+            raise ConfigError(f"default scorer {default!r} is not one of {', '.join(sorted(scorers))}")
+        self.scorers = dict(scorers)
+        self.default = default
+
+    def pick(self, query: QueryInfo) -> Scorer:
+        """The scorer for ``query`` (ConfigError naming the choices when there is none)."""
+        name = query.params.get("scorer") or self.default
+        if name is None or name not in self.scorers:
+            choices = ", ".join(sorted(self.scorers))
+            raise ConfigError(f"query {query.id} asks for scorer {name!r}; configured: {choices}")
+        return self.scorers[name]
+
+    async def score(
+        self, query: QueryInfo, prompt: str | Sequence[ChatMessage], responses: Sequence[Completion]
+    ) -> list[float]:
+        return await self.pick(query).score(query, prompt, responses)
+
+    async def aclose(self) -> None:
+        for scorer in self.scorers.values():
+            await scorer.aclose()
 
 
 SCORERS: dict[str, Callable[..., Scorer]] = {

@@ -10,7 +10,8 @@ steps (MCTS, REBASE), need content that depends on what the request continues:
   ``"probe"``) gets the answer the model would give at that point. In the synthetic chain the
   probe answer wanders until a hidden *settle point* (a fraction of the chain that grows with
   difficulty) and is stable after it; the replayed chain (a recorded sample) is probed with
-  what it has stated so far: nothing, or the last number, until its final answer first appears.
+  what it has stated so far: a hesitant guess (the last number written) until its final
+  answer first appears, that answer after.
 * :class:`SyntheticStepSource` / :class:`ReplayStepSource`: a request continuing a partial
   solution gets one reasoning step ending at the step delimiter (the engine cuts there when
   the request stops on it); the last step of a path states ``\boxed{answer}``. Synthetic
@@ -245,9 +246,9 @@ class ReplayChainSource(_ChainSource):
     """Recorded chains of thought (one sample per query) decoded in chunks and probed.
 
     A probe at a point of the chain answers with the recorded final answer once the chain
-    has written it (its first occurrence in the text), before that with the last number
-    written so far, or hesitates when there is none. Probe answers are thus derived from the
-    recorded text, not recorded themselves.
+    has written it (its first occurrence in the text); before that it gives the last number
+    written so far and hesitates (a model that has not reached its answer is unsure). Probe
+    answers are thus derived from the recorded text, not recorded themselves.
     """
 
     def __init__(self, traces: str | Path | Sequence[TraceRecord], *, seed: int = 0) -> None:
@@ -270,11 +271,11 @@ class ReplayChainSource(_ChainSource):
 
     def _probe_text(self, request: EngineRequest, chain: _Chain, position: int) -> tuple[str, str | None]:
         seen = chain.text[:position]
-        found = chain.answer and chain.answer in seen
-        answer = chain.answer if found else extract_answer(seen) if seen else None
-        if answer is None:
-            return "}\\]\nHmm, not yet", None
-        return f"{answer}}} \\]", answer
+        if chain.answer and chain.answer in seen:
+            return f"{chain.answer}}} \\]", chain.answer
+        # Not there yet: the last number written so far, given with hesitation.
+        guess = extract_answer(seen) if seen else None
+        return f"{guess or ''}}} \\]\nHmm, wait, not yet.", guess
 
     def reference(self, query_id: str) -> str | None:
         return self._records.reference(query_id)

@@ -16,6 +16,7 @@ from dynasor.scorers import (
     HttpRewardScorer,
     JudgeScorer,
     ReplayScorer,
+    ScorerRouter,
     SyntheticScorer,
     make_scorer,
     parse_grade,
@@ -148,3 +149,26 @@ def test_make_scorer_builds_by_name_and_lists_the_names():
         make_scorer("oracle")
     with pytest.raises(ConfigError, match="replay"):
         make_scorer("replay", bogus=1)
+
+
+async def test_the_router_picks_the_scorer_the_query_names():
+    router = ScorerRouter({"replay": ReplayScorer(), "synthetic": SyntheticScorer()}, default="replay")
+    scored = done("x", score=0.2, correct=True)
+    named = QueryInfo("q", "p", {"scorer": "synthetic"})
+    assert await router.score(QUERY, "p", [scored]) == [0.2]  # the default reads the recorded score
+    assert await router.score(named, "p", [done("x", correct=True)]) != [0.0]
+    with pytest.raises(ConfigError, match="replay, synthetic"):
+        router.pick(QueryInfo("q", "p", {"scorer": "judge"}))
+    with pytest.raises(ConfigError):
+        ScorerRouter({"replay": ReplayScorer()}, default="http")
+
+
+def test_the_scorer_knob_reaches_the_router_through_the_query():
+    from dynasor.engine.sources import SyntheticSource
+    from tests.algorithms.helpers import run_query
+
+    router = ScorerRouter({"replay": ReplayScorer(), "synthetic": SyntheticScorer()})
+    run = run_query(SyntheticSource(seed=0), "bon", {"max_samples": 2, "scorer": "synthetic"}, scorer=router)
+    assert run.result.error is None and run.result.answer is not None
+    failed = run_query(SyntheticSource(seed=0), "bon", {"max_samples": 2}, scorer=router)
+    assert failed.result.exit_reason == "error" and "scorer" in (failed.result.error or "")
