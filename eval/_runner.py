@@ -24,6 +24,7 @@ from algorithms.protocol import Completion, Program
 from dynasor._exceptions import ConfigError
 from dynasor._query import Budget, Query, QueryResult
 from dynasor.allocator import AllocatorConfig
+from dynasor.engine.base import Scorer
 from dynasor.runtime import Runtime
 from eval._backends import BackendSpec, parse_backend
 from eval._datasets import Problem, load_problems
@@ -63,6 +64,10 @@ class EvalConfig:
     split: str = "test"
     grade_timeout: float = 10.0
     api_key: str | None = None
+    scorer: str | None = "auto"
+    """Reward scorer behind ``ctx.score`` (``mcts``, ``rebase``, reward votes): a name of
+    :data:`dynasor.scorers.SCORERS`, ``auto`` (recorded rewards on replay, the synthetic scorer
+    on ``sim``, none on an engine URL) or None."""
 
     def fingerprint(self) -> dict[str, Any]:
         """What must match for a run to resume into an existing results file."""
@@ -79,6 +84,7 @@ class EvalConfig:
             "seed": self.seed,
             "kind": self.kind,
             "fields": dict(self.fields),
+            "scorer": self.scorer,
         }
 
 
@@ -95,12 +101,24 @@ class Evaluator:
         self.math = shared_math_grader()
         self.code = CodeGrader(timeout=config.grade_timeout)
         allocator = config.allocator or AllocatorConfig.bundled()
-        self.arms: dict[str, Runtime] = {"early": Runtime(backend.make(), policy=config.policy, allocator=allocator)}
+        self.arms: dict[str, Runtime] = {
+            "early": Runtime(backend.make(), policy=config.policy, allocator=allocator, scorer=self._scorer())
+        }
         if config.compare_baseline:
             # No thresholds: the program runs to its full budget.
             fixed = AllocatorConfig(deadline_guard=False)
-            self.arms["fixed"] = Runtime(backend.make(), policy=config.policy, allocator=fixed)
+            self.arms["fixed"] = Runtime(backend.make(), policy=config.policy, allocator=fixed, scorer=self._scorer())
         self._recorded: dict[str, Any] = {r.id: r for r in backend.traces} if backend.traces else {}
+
+    def _scorer(self) -> Scorer | None:
+        from dynasor.scorers import make_scorer
+
+        name = self.config.scorer
+        if name == "auto":
+            name = {"replay": "replay", "simulated": "synthetic"}.get(self.backend.kind)
+            if name == "synthetic":
+                return make_scorer(name, seed=self.config.seed)
+        return None if name is None else make_scorer(name)
 
     async def run(self, problems: list[Problem], on_result: Progress | None = None) -> None:
         todo: asyncio.Queue[Problem] = asyncio.Queue()

@@ -63,6 +63,13 @@ def eval_command(
         list[str] | None, typer.Option("--field", help="Column mapping KEY=COLUMN (id, prompt, reference, tests).")
     ] = None,
     split: Annotated[str, typer.Option(help="Split of a hub dataset.")] = "test",
+    scorer: Annotated[
+        str,
+        typer.Option(
+            help="Reward scorer for mcts/rebase/reward votes: auto (replay: recorded, sim: synthetic), "
+            "none, or a scorer name."
+        ),
+    ] = "auto",
     grade_timeout: Annotated[float, typer.Option(help="Seconds a code candidate may run when graded.")] = 10.0,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
 ) -> None:
@@ -118,6 +125,7 @@ def eval_command(
         fields=_pairs(field, "--field"),
         split=split,
         grade_timeout=grade_timeout,
+        scorer=None if scorer == "none" else scorer,
     )
     progress = Progress(
         TextColumn("[bold]{task.description}"),

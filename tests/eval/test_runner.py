@@ -16,6 +16,7 @@ from typing import Any
 import looptime
 import pytest
 
+from algorithms import ALGORITHMS
 from dynasor import ConfigError
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.base import EngineRequest
@@ -236,3 +237,14 @@ def test_real_engine_path(tmp_path: Path, engine_url: str, engine_model: str) ->
     assert record["trajectory"] and record["trajectory"][0]["samples"] == 2
     summary = finalize(tmp_path, plots=False)
     assert summary["label"] == "real engine" and summary["early_exit"]["queries"] == 1
+
+
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_every_registered_algorithm_runs_on_replay(tmp_path: Path, algorithm: str) -> None:
+    # Reward-driven programs get the recorded rewards through the replay scorer.
+    results, _ = run_eval(_config(tmp_path, algorithm=algorithm, params={}, limit=3))
+    assert len(results) == 3
+    for record in results:
+        assert record["error"] is None and record["baseline"]["error"] is None
+        assert record["tokens"] <= record["baseline"]["tokens"]
+        assert record["trajectory"], "every program reports certaindex at least once"
