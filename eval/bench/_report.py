@@ -73,7 +73,10 @@ def summary_rows(result: BenchResult) -> list[dict[str, str]]:
 
 
 def plot(result: BenchResult, folder: str | Path) -> list[Path]:
-    """``attainment_vs_rate.png`` (and ``attainment_vs_slo.png`` with several SLO scales)."""
+    """``attainment_vs_rate.png`` (and ``attainment_vs_slo.png`` with several SLO scales).
+
+    Dashed vertical lines mark each policy's sustainable rate (at the search's SLO scale).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,9 +98,12 @@ def plot(result: BenchResult, folder: str | Path) -> list[Path]:
         for policy in meta["policies"]:
             pts = sorted(set(series.get((policy, scale), [])))
             if pts:
-                ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=policy)
+                (line,) = ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=policy)
+                search = result.searches.get(policy)
+                if scale == meta["search_slo_scale"] and search is not None and search.rate is not None:
+                    ax.axvline(search.rate, color=line.get_color(), linestyle="--", linewidth=1)
         ax.axhline(meta["target_attainment"], color="grey", linestyle=":", linewidth=1)
-        ax.set_xscale("log")
+        ax.set_xlim(left=0)
         ax.set_xlabel("arrival rate (queries/s)")
         ax.set_ylabel("deadline attainment")
         ax.set_ylim(0, 1.02)
