@@ -80,10 +80,10 @@ def workloads() -> list[Workload]:
             f"replay, {TRACES} traces with their recorded reward-model scores, up to 8 samples in rounds of 2",
             lambda seed: ReplaySource(TRACES, seed=seed),
             replay_scorer,
-            {"max_samples": 8, "samples_per_round": 2, "measure": "entropy", **sigmoid},
+            {"max_samples": 8, "samples_per_round": 2, **sigmoid},
             {},
-            StopRule(measure="entropy", threshold=0.7, min_step=2),
-            "entropy >= 0.7 from round 2, answer = best reward",
+            StopRule(measure="reward_max", threshold=0.98),
+            "best sigmoid(reward) >= 0.98",
         ),
         Workload(
             "cot",

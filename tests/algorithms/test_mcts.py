@@ -7,11 +7,13 @@ import pytest
 from algorithms import make_program
 from algorithms._tree import Node
 from algorithms.mcts import MonteCarloTreeSearch
-from dynasor._query import Budget, ExitReason
+from dynasor._query import Budget, ExitReason, Query
 from dynasor.allocator import StopRule
+from dynasor.engine.sim import SimBackend
 from dynasor.engine.sources_reasoning import ReplayStepSource, SyntheticStepSource
+from dynasor.runtime import Runtime
 from dynasor.scorers import ReplayScorer
-from tests.algorithms.helpers import gangs, rules, run_query
+from tests.algorithms.helpers import gangs, rules, run_query, vrun
 
 MCTS_RULE = rules(mcts=StopRule(measure="mcts", threshold=0.6, min_step=2))
 
@@ -89,10 +91,6 @@ def test_replayed_steps_with_recorded_scores_run_end_to_end():
 
 
 def test_a_missing_scorer_is_a_clear_error():
-    from dynasor._query import Query
-    from dynasor.engine.sim import SimBackend
-    from dynasor.runtime import Runtime
-    from tests.algorithms.helpers import vrun
 
     async def main():
         runtime = Runtime(SimBackend(source=steps(0, 0.5)), allocator=rules())

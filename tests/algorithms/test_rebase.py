@@ -7,12 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from algorithms import make_program
-from algorithms.rebase import balance
-from dynasor._query import Budget, ExitReason
+from algorithms.rebase import RewardBalancedSearch, balance
+from dynasor._query import Budget, ExitReason, Query
 from dynasor.allocator import StopRule
+from dynasor.engine.sim import SimBackend
 from dynasor.engine.sources_reasoning import ReplayStepSource, SyntheticStepSource
-from dynasor.scorers import ReplayScorer
-from tests.algorithms.helpers import gangs, rules, run_query
+from dynasor.runtime import Runtime
+from dynasor.scorers import ReplayScorer, SyntheticScorer
+from tests.algorithms.helpers import gangs, rules, run_query, vrun
 
 REBASE_RULE = rules(rebase=StopRule(measure="rebase", threshold=0.8, min_step=2))
 
@@ -57,12 +59,6 @@ def test_each_depth_is_one_gang_within_the_width():
 
 
 def test_finished_paths_shrink_the_next_gangs():
-    from algorithms.rebase import RewardBalancedSearch
-    from dynasor._query import Query
-    from dynasor.engine.sim import SimBackend
-    from dynasor.runtime import Runtime
-    from dynasor.scorers import SyntheticScorer
-    from tests.algorithms.helpers import vrun
 
     program = RewardBalancedSearch(width=6)
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 
 from algorithms import make_program
+from algorithms.protocol import Completion, TokenLogprob
 from algorithms.sc import MEASURES
-from dynasor._query import Budget, ExitReason
-from dynasor.allocator import StopRule
+from dynasor._query import Budget, ExitReason, Query
+from dynasor.allocator import AllocatorConfig, StopRule
+from dynasor.engine.base import Backend, EngineRequest
 from dynasor.engine.sources import ReplaySource, SyntheticSource
-from tests.algorithms.helpers import ScriptedSource, gangs, rules, run_query
+from dynasor.runtime import Runtime
+from tests.algorithms.helpers import ScriptedSource, gangs, rules, run_query, vrun
 
 SC_RULE = rules(sc=StopRule(measure="entropy", threshold=0.7, min_step=2))
 
@@ -86,3 +89,30 @@ def test_bad_knobs_are_rejected_with_the_valid_names():
         make_program("sc", {"measure": "vibes"})
     with pytest.raises(ValueError, match="confidence"):
         make_program("sc", {"vote": "loudest"})
+
+
+class LogprobBackend(Backend):
+    """Answers from ``script`` in order, each token with the given logprob."""
+
+    def __init__(self, script: list[tuple[str, float]]) -> None:
+        self.script = script
+        self.requests: list[EngineRequest] = []
+
+    async def generate(self, request: EngineRequest) -> Completion:
+        text, logprob = self.script[len(self.requests) % len(self.script)]
+        self.requests.append(request)
+        return Completion(text, 5, 3, "stop", logprobs=(TokenLogprob("t", logprob),) * 3)
+
+
+@pytest.mark.parametrize(("vote", "expected"), [("majority", "1"), ("confidence", "2")])
+def test_confidence_vote_weighs_samples_by_their_token_probabilities(vote, expected):
+    backend = LogprobBackend([("\\boxed{1}", -3.0)] * 3 + [("\\boxed{2}", -0.1)] * 2)
+
+    async def main():
+        runtime = Runtime(backend, allocator=AllocatorConfig({}))
+        result = await runtime.run(Query("q?", "sc", {"max_samples": 5, "samples_per_round": 5, "vote": vote}, id="q"))
+        await runtime.aclose()
+        return result
+
+    assert vrun(main).answer == expected
+    assert all(r.request.logprobs == (1 if vote == "confidence" else None) for r in backend.requests)

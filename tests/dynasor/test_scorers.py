@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from algorithms.protocol import Completion, QueryInfo
 from dynasor._exceptions import ConfigError, EngineError
 from dynasor.engine.base import Backend, EngineRequest
+from dynasor.engine.sources import SyntheticSource
 from dynasor.scorers import (
     HttpRewardScorer,
     JudgeScorer,
@@ -21,6 +22,7 @@ from dynasor.scorers import (
     make_scorer,
     parse_grade,
 )
+from tests.algorithms.helpers import run_query
 
 QUERY = QueryInfo("q1", "What is 6 times 7?")
 
@@ -164,8 +166,6 @@ async def test_the_router_picks_the_scorer_the_query_names():
 
 
 def test_the_scorer_knob_reaches_the_router_through_the_query():
-    from dynasor.engine.sources import SyntheticSource
-    from tests.algorithms.helpers import run_query
 
     router = ScorerRouter({"replay": ReplayScorer(), "synthetic": SyntheticScorer()})
     run = run_query(SyntheticSource(seed=0), "bon", {"max_samples": 2, "scorer": "synthetic"}, scorer=router)
