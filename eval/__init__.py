@@ -1,6 +1,17 @@
 """Offline batch evaluation: datasets, graders, the batch runner, reports and plots.
 
-The ``dynasor eval`` command is a thin layer over :func:`run_eval` and :func:`finalize`.
+The ``dynasor eval`` command is a thin layer over :func:`run_eval` and :func:`finalize`::
+
+    # exact fixed-budget vs early-exit comparison on recorded traces (virtual time)
+    dynasor eval --backend replay:math-qwen25 --max-samples 8 --samples-per-round 2 --compare-baseline
+    dynasor eval --dataset humaneval --backend replay:humaneval_codet --max-samples 16 --compare-baseline
+    # a real engine (OpenAI-compatible, e.g. vLLM)
+    dynasor eval --dataset gsm8k --backend http://127.0.0.1:8011 --model smollm2 --limit 20 --compare-baseline
+
+Outputs in ``--out``: ``results.jsonl`` (one line per query, appended as it finishes, so a
+re-run resumes), ``summary.json``, ``profile.jsonl`` (records for ``dynasor calibrate``) and
+``pareto.png``, ``savings.png``, ``trajectories.png``. Every figure is labelled with how it
+was obtained: ``replay``, ``simulated`` or ``real engine``.
 """
 
 from eval._backends import BackendSpec, parse_backend

@@ -109,6 +109,8 @@ class Evaluator:
             fixed = AllocatorConfig(deadline_guard=False)
             self.arms["fixed"] = Runtime(backend.make(), policy=config.policy, allocator=fixed, scorer=self._scorer())
         self._recorded: dict[str, Any] = {r.id: r for r in backend.traces} if backend.traces else {}
+        self.failed: list[str] = []
+        """Queries whose run hit an engine error (not written; a re-run retries them)."""
 
     def _scorer(self) -> Scorer | None:
         from dynasor.scorers import make_scorer
@@ -130,7 +132,12 @@ class Evaluator:
             while not todo.empty():
                 problem = todo.get_nowait()
                 record = await self.evaluate(problem)
-                self.results.append(record)
+                if record.get("error") or (record.get("baseline") or {}).get("error"):
+                    # An engine failure is not an answer: leave the query for the next run.
+                    logger.warning("query %s failed, not recorded: %s", problem.id, record.get("error"))
+                    self.failed.append(problem.id)
+                else:
+                    self.results.append(record)
                 if on_result is not None:
                     on_result(record)
 
@@ -330,13 +337,23 @@ def run_eval(
     async def main() -> None:
         await evaluator.run(problems, on_result)
 
-    if backend.virtual_time:
-        import looptime
+    try:
+        if backend.virtual_time:
+            import looptime
 
-        with asyncio.Runner(loop_factory=lambda: looptime.new_event_loop(start=0.0)) as runner:
-            runner.run(main())
-    else:
-        asyncio.run(main())
+            with asyncio.Runner(loop_factory=lambda: looptime.new_event_loop(start=0.0)) as runner:
+                runner.run(main())
+        else:
+            asyncio.run(main())
+    except ExceptionGroup as group:
+        # A configuration mistake found while running surfaces as itself, not as a group.
+        config_errors = group.subgroup(ConfigError)
+        if config_errors is not None and config_errors.exceptions:
+            first = config_errors.exceptions[0]
+            raise first if isinstance(first, ConfigError) else ConfigError(str(first)) from group
+        raise
+    if evaluator.failed:
+        logger.warning("%d queries failed on the engine and were not recorded; re-run to retry", len(evaluator.failed))
     return results, backend
 
 

@@ -17,11 +17,11 @@ import looptime
 import pytest
 
 from algorithms import ALGORITHMS
-from dynasor import ConfigError
+from dynasor import ConfigError, EngineUnavailable
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.base import EngineRequest
 from dynasor.engine.sim import SimBackend
-from dynasor.engine.sources import Draft, Source
+from dynasor.engine.sources import Draft, FixedSource, Source
 from eval import BackendSpec, EvalConfig, Evaluator, Problem, ResultsFile, finalize, run_eval, stop_index
 
 SC = {"max_samples": 8, "samples_per_round": 2}
@@ -248,3 +248,24 @@ def test_every_registered_algorithm_runs_on_replay(tmp_path: Path, algorithm: st
         assert record["error"] is None and record["baseline"]["error"] is None
         assert record["tokens"] <= record["baseline"]["tokens"]
         assert record["trajectory"], "every program reports certaindex at least once"
+
+
+class _FlakyBackend(SimBackend):
+    """Fails every request of query ``bad`` as an unreachable engine would."""
+
+    async def generate(self, request: EngineRequest) -> Any:
+        if request.query_id == "bad":
+            raise EngineUnavailable("connection refused")
+        return await super().generate(request)
+
+
+def test_engine_failures_are_not_recorded_so_a_rerun_retries_them(tmp_path: Path) -> None:
+    spec = BackendSpec("simulated", "flaky", True, lambda: _FlakyBackend("h100-llama3-8b", FixedSource(10)))
+    evaluator = Evaluator(_config(tmp_path, params={"max_samples": 2}), spec, ResultsFile(tmp_path / "r.jsonl"))
+    problems = [Problem("good", "1+1?", "math", "2"), Problem("bad", "2+2?", "math", "4")]
+    seen: list[str] = []
+    with asyncio.Runner(loop_factory=lambda: looptime.new_event_loop(start=0.0)) as runner:
+        runner.run(evaluator.run(problems, lambda r: seen.append(r["id"])))
+    assert sorted(seen) == ["bad", "good"]  # progress hears about both
+    assert evaluator.failed == ["bad"]
+    assert ResultsFile(tmp_path / "r.jsonl").done == {"good"}
