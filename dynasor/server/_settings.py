@@ -60,6 +60,13 @@ class ServerSettings:
         for url in self.upstreams:
             if not _is_sim(url) and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"upstream {url!r} is neither an http(s) URL nor 'sim' / 'sim:PROFILE'")
+        if self.sim_profile is not None:
+            from dynasor.engine.sim import load_profile
+
+            try:
+                load_profile(self.sim_profile)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
         for name in ("max_active", "max_samples", "max_tokens", "max_n", "upstream_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

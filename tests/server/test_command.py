@@ -1,0 +1,46 @@
+"""``dynasor serve``: options reach the app, and only the host asked for is bound."""
+
+from __future__ import annotations
+
+import pytest
+import uvicorn
+from typer.testing import CliRunner
+
+from dynasor.cli import app
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    calls: list[tuple[object, dict]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda asgi, **kw: calls.append((asgi, kw)))
+    return calls
+
+
+def test_serve_binds_the_host_and_port_asked_for(captured):
+    result = CliRunner().invoke(app, ["serve", "--upstream", "sim", "--host", "127.0.0.2", "--port", "9123"])
+    assert result.exit_code == 0, result.output
+    (asgi, kw) = captured[0]
+    assert (kw["host"], kw["port"]) == ("127.0.0.2", 9123)
+    assert asgi.openapi()["info"]["title"] == "Dynasor"
+
+
+def test_serve_defaults_to_loopback(captured):
+    assert CliRunner().invoke(app, ["serve", "--upstream", "sim:cpu-tiny"]).exit_code == 0
+    assert (captured[0][1]["host"], captured[0][1]["port"]) == ("127.0.0.1", 8001)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--upstream", "ftp://nowhere"],
+        ["--upstream", "sim:no-such-profile"],
+        ["--upstream", "sim", "--upstream", "http://127.0.0.1:1"],
+        ["--upstream", "sim", "--policy", "nope"],
+        ["--upstream", "sim", "--config", "/no/such/file.yaml"],
+        ["--upstream", "sim", "--max-samples", "0"],
+    ],
+)
+def test_bad_options_exit_without_serving(captured, args):
+    result = CliRunner().invoke(app, ["serve", *args])
+    assert result.exit_code == 2
+    assert not captured
