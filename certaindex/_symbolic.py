@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from certaindex._defaults import SYMBOLIC_TIMEOUT_S
@@ -79,7 +80,7 @@ class SymbolicComparer:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
-        atexit.register(self.close)
+        atexit.register(_close_if_alive, weakref.ref(self))
 
     def equal(self, a: str, b: str) -> bool:
         """``verify(parse(a), parse(b))`` with both wrapped in ``$...$``; False on timeout."""
@@ -100,6 +101,11 @@ class SymbolicComparer:
         """Stop the worker process (a later call starts a new one)."""
         with self._lock:
             self._stop_worker()
+
+    def __del__(self) -> None:
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
 
     def _read_line(self, proc: subprocess.Popen[bytes], timeout: float) -> bytes | None:
         assert proc.stdout is not None
@@ -142,3 +148,11 @@ class SymbolicComparer:
                 if stream is not None:
                     stream.close()
         self._proc, self._buffer = None, b""
+
+
+def _close_if_alive(ref: weakref.ref[SymbolicComparer]) -> None:
+    # At exit: stop the worker of a comparer that still exists (a weak reference, so that
+    # registering the hook does not keep every comparer alive).
+    comparer = ref()
+    if comparer is not None:
+        comparer.close()

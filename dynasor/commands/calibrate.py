@@ -70,6 +70,9 @@ def register(app: typer.Typer) -> None:
         round_size: Annotated[int, typer.Option(help="Samples per step when replaying traces.")] = 1,
         max_samples: Annotated[int | None, typer.Option(help="Budget in samples when replaying traces.")] = None,
         reward_scale: Annotated[str, typer.Option(help="Map trace scores to [0,1]: sigmoid, identity.")] = ("sigmoid"),
+        approx_tokens: Annotated[
+            bool, typer.Option(help="The traces' token counts are approximations (recorded in the records).")
+        ] = False,
         save_records: Annotated[Path | None, typer.Option(help="Write the replayed records here.")] = None,
     ) -> None:
         """Choose per-algorithm stopping rules that save the most tokens within an accuracy-loss bound."""
@@ -96,6 +99,7 @@ def register(app: typer.Typer) -> None:
                     equivalence=eq,
                     reward_scale=cx.RewardScale(reward_scale),  # type: ignore[arg-type]
                     dataset=records.name,
+                    tokens_exact=False if approx_tokens else None,
                 )
             ]
             eq.close()
