@@ -56,6 +56,8 @@ field by field."""
 
 _TEXT = object()
 _END = object()
+# A reasoning answer ends because the program chose its answer, whatever cut the samples short.
+_FINISH = "stop"
 
 
 class QueryAllocator(Allocator):
@@ -243,7 +245,7 @@ class ReasoningService:
         """The whole answer as one OpenAI response object."""
         result = await self.run(plan)
         shaper = Shaper(plan.endpoint, plan.model, id=plan.query.id)
-        return shaper.response([(result.output, _finish(result))], usage_block(result))
+        return shaper.response([(result.output, _FINISH)], usage_block(result))
 
     async def stream(self, plan: ReasoningPlan) -> AsyncIterator[bytes]:
         """Server-sent events of the answer (see the module docstring)."""
@@ -284,9 +286,7 @@ class ReasoningService:
             if tail:
                 yield shaper.chunk(tail)
             usage = usage_block(result)
-            yield shaper.chunk(
-                None if plan.endpoint == "chat" else "", _finish(result), extra={"dynasor": usage["dynasor"]}
-            )
+            yield shaper.chunk(None if plan.endpoint == "chat" else "", _FINISH, extra={"dynasor": usage["dynasor"]})
             if plan.include_usage:
                 yield shaper.side_chunk(usage=usage)
             yield DONE
@@ -295,10 +295,6 @@ class ReasoningService:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ServingError):
                     await task
-
-
-def _finish(result: QueryResult) -> str:
-    return "stop"
 
 
 def _tail(streamed: str, result: QueryResult) -> str:
