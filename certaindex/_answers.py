@@ -68,6 +68,7 @@ _STATED = re.compile(
     flags=re.IGNORECASE,
 )
 _GSM8K = re.compile(r"####\s*(?P<value>[^\n]+)")
+_GSM8K_A = re.compile(r"^A:\s*(?P<value>[^\n]+)", flags=re.M)  # grade-school-math's sample files
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 
 
@@ -170,7 +171,8 @@ def extract_answer(text: str, kind: Kind = "math") -> str | None:
     r"""The final answer a model states in ``text``.
 
     ``math``: last ``\boxed{}``, else the last "answer is ...", else GSM8K's ``#### N``,
-    else the last number. ``gsm8k``: ``#### N`` first, then as ``math``. ``choice``: a
+    else the last number. ``gsm8k``: ``#### N`` (or a final ``A: N`` line, as in OpenAI's
+    grade-school-math sample files) first, then as ``math``. ``choice``: a
     letter (:func:`extract_choice`). ``code``: the last code block (:func:`extract_code`).
 
     >>> extract_answer(r"We get $x = 2$, so \boxed{2}. The answer is 3")
@@ -185,7 +187,7 @@ def extract_answer(text: str, kind: Kind = "math") -> str | None:
     if kind == "choice":
         return extract_choice(text)
     if kind == "gsm8k":
-        gsm = _GSM8K.findall(text)
+        gsm = _GSM8K.findall(text) or _GSM8K_A.findall(text)
         if gsm:
             return _clean_stated(gsm[-1].replace(",", ""))
     boxed = extract_boxed(text)

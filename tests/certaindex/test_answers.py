@@ -82,6 +82,19 @@ def test_extract_stated(text: str, expected: str) -> None:
     assert extract_stated(text) == expected
 
 
+# Endings of grade-school-math's example model solutions (shared gsm8k data), with "A: N".
+GSM8K_ENDINGS = [
+    ("130,000-40,000=$<<130000-40000=90000>>90,000\nA: 90,000", "90000"),
+    ("So it takes 2 + 1 = <<2+1=3>>3.0 bolts of blue and white fiber altogether.\nA: 3", "3"),
+    ("His profit was 975-130,000 = $<<975-130000=-129025>>-129025\nA: -129025", "-129025"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), GSM8K_ENDINGS)
+def test_gsm8k_sample_endings(text: str, expected: str) -> None:
+    assert extract_answer(text, kind="gsm8k") == expected
+
+
 def test_gsm8k_and_fallbacks() -> None:
     gsm = "She sold 48/2 = <<48/2=24>>24 clips in May.\n#### 72"
     assert extract_answer(gsm, kind="gsm8k") == "72"
