@@ -321,6 +321,8 @@ def run_eval(
     if problems is None:
         kind: Any = config.kind
         problems = load_problems(config.dataset, split=config.split, fields=config.fields, kind=kind)
+    if backend.traces is not None:
+        problems = _with_traces(problems, backend.traces)
     if config.limit is not None:
         problems = problems[: config.limit]
     _check_algorithm(config)
@@ -355,6 +357,21 @@ def run_eval(
     if evaluator.failed:
         logger.warning("%d queries failed on the engine and were not recorded; re-run to retry", len(evaluator.failed))
     return results, backend
+
+
+def _with_traces(problems: list[Problem], traces: list[Any]) -> list[Problem]:
+    """The problems a trace was recorded for (by id, else by question text); others are skipped,
+    since replaying another question's samples would grade nonsense."""
+    ids = {t.id for t in traces}
+    prompts = {t.prompt.strip() for t in traces}
+    kept = [p for p in problems if p.id in ids or p.prompt.strip() in prompts]
+    if not kept:
+        raise ConfigError("no problem of the dataset has a recorded trace (matched by id or question text)")
+    if len(kept) < len(problems):
+        logger.warning(
+            "%d of %d problems have no recorded trace and are skipped", len(problems) - len(kept), len(problems)
+        )
+    return kept
 
 
 def _check_algorithm(config: EvalConfig) -> None:

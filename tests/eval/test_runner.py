@@ -22,7 +22,7 @@ from dynasor.allocator import AllocatorConfig
 from dynasor.engine.base import EngineRequest
 from dynasor.engine.sim import SimBackend
 from dynasor.engine.sources import Draft, FixedSource, Source
-from eval import BackendSpec, EvalConfig, Evaluator, Problem, ResultsFile, finalize, run_eval, stop_index
+from eval import BackendSpec, EvalConfig, Evaluator, Problem, ResultsFile, finalize, load_problems, run_eval, stop_index
 
 SC = {"max_samples": 8, "samples_per_round": 2}
 STABLE = ("id", "answer", "correct", "tokens", "samples", "steps", "exit_reason")
@@ -269,3 +269,16 @@ def test_engine_failures_are_not_recorded_so_a_rerun_retries_them(tmp_path: Path
     assert sorted(seen) == ["bad", "good"]  # progress hears about both
     assert evaluator.failed == ["bad"]
     assert ResultsFile(tmp_path / "r.jsonl").done == {"good"}
+
+
+def test_replay_skips_problems_without_a_recorded_trace(tmp_path: Path) -> None:
+    from dynasor.engine.traces import load_traces
+
+    prompts = {t.prompt.strip(): t.reference for t in load_traces("math-qwen25")}
+    results, _ = run_eval(_config(tmp_path, dataset="math500", backend="replay:math-qwen25", params={"max_samples": 2}))
+    assert 0 < len(results) < 100
+    problems = {p.id: p for p in load_problems("math500")}
+    for record in results:
+        assert problems[record["id"]].prompt.strip() in prompts
+    with pytest.raises(ConfigError, match="no problem"):
+        run_eval(_config(tmp_path / "none", dataset="gsm8k", backend="replay:math-qwen25", limit=3))
