@@ -1,7 +1,8 @@
 """Every program end to end on the real vLLM CPU server (marker ``engine``), kept tiny.
 
-The reward scorer is the LLM judge on the same server (the scorer that needs no extra
-model); the HTTP reward-model scorer is tested against a mocked vLLM in
+``bon`` is scored by the LLM judge on the same server (the scorer that needs no extra
+model); the tree searches by the seeded synthetic scorer, to keep the server's load small.
+The HTTP reward-model scorer is tested against a mocked vLLM in
 ``tests/dynasor/test_scorers.py`` because no pooling server runs in CI.
 """
 
@@ -18,7 +19,7 @@ from dynasor._query import Query, QueryResult
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.openai import OpenAIBackend
 from dynasor.runtime import Runtime
-from dynasor.scorers import JudgeScorer
+from dynasor.scorers import JudgeScorer, SyntheticScorer
 from tests.algorithms.helpers import gangs
 
 pytestmark = pytest.mark.engine
@@ -37,7 +38,8 @@ async def run_on_engine(
     url: str, model: str, algorithm: str, params: Mapping[str, Any], *, cancel_after: float | None = None
 ) -> tuple[QueryResult, list[Mapping[str, Any]]]:
     backend = OpenAIBackend(url, model, read_timeout=120.0)
-    runtime = Runtime(backend, allocator=AllocatorConfig({}), scorer=JudgeScorer(backend, max_tokens=3))
+    scorer = JudgeScorer(backend, max_tokens=3) if algorithm == "bon" else SyntheticScorer(seed=0)
+    runtime = Runtime(backend, allocator=AllocatorConfig({}), scorer=scorer)
     events: list[Mapping[str, Any]] = []
     try:
         task = asyncio.create_task(
