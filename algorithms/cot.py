@@ -19,7 +19,8 @@ Knobs and defaults
 ``window`` (3), ``chunk_tokens`` (64)
     N and T.
 ``max_tokens`` (4096)
-    Most tokens of the chain (chunks, not probes).
+    Most tokens of the chain (chunks, not probes). A chain that reaches it without agreeing
+    probes gets one last probe, whose answer is returned.
 ``probe_suffix``
     ``"... Oh, I suddenly got the answer to the whole problem, **Final Answer**\n\n\\[ \\boxed{"``.
 ``probe_tokens`` (20), ``probe_temperature`` (0.6), ``temperature`` (0.6)
@@ -102,8 +103,8 @@ class ProbedChainOfThought(Program):
             if getattr(self, knob) < 1:
                 raise ValueError(f"{knob} must be >= 1, got {getattr(self, knob)}")
         chunks = math.ceil(self.max_tokens / self.chunk_tokens)
-        # Chunks plus one probe after each but the last.
-        self.max_samples = chunks + (chunks - 1 if self.probes else 0)
+        # Chunks plus one probe after each (the last one answers when the budget runs out).
+        self.max_samples = chunks * (2 if self.probes else 1)
         self.chain = self.think_open or ""
 
     async def run(self, ctx: Context) -> None:
@@ -111,19 +112,18 @@ class ProbedChainOfThought(Program):
         chunk = await ctx.generate(self._chunk_request(messages))
         while True:
             self._append(chunk)
-            if self.finished or self.decoded >= self.max_tokens:
+            if self.finished:
+                return
+            if self.decoded >= self.max_tokens:
+                if self.probes:
+                    # Out of budget: one last probe gives the answer the chain has reached.
+                    await self._probe(ctx, self._probe_request(messages), None)
                 return
             nxt = self._chunk_request(messages)
             if not self.probes:
                 chunk = await ctx.generate(nxt)
                 continue
-            probe = GenerateRequest(
-                continue_prompt(messages, self.chain + self.probe_suffix),
-                self.probe_tokens,
-                self.probe_temperature,
-                continue_final_message=True,
-                tag="probe",
-            )
+            probe = self._probe_request(messages)
             # The probe of chunk i runs alongside chunk i+1; an agreeing probe cancels the chunk.
             async with asyncio.TaskGroup() as tg:
                 next_chunk = tg.create_task(ctx.generate(nxt))
@@ -131,6 +131,15 @@ class ProbedChainOfThought(Program):
             if self.exited:
                 return
             chunk = next_chunk.result()
+
+    def _probe_request(self, messages: list[ChatMessage]) -> GenerateRequest:
+        return GenerateRequest(
+            continue_prompt(messages, self.chain + self.probe_suffix),
+            self.probe_tokens,
+            self.probe_temperature,
+            continue_final_message=True,
+            tag="probe",
+        )
 
     def _chunk_request(self, messages: list[ChatMessage]) -> GenerateRequest:
         size = min(self.chunk_tokens, self.max_tokens - self.decoded)
@@ -146,14 +155,14 @@ class ProbedChainOfThought(Program):
         # Anything but running into max_tokens means the model ended the chain itself.
         self.finished = chunk.finish_reason != "length"
 
-    async def _probe(self, ctx: Context, request: GenerateRequest, next_chunk: asyncio.Task[Completion]) -> None:
+    async def _probe(self, ctx: Context, request: GenerateRequest, next_chunk: asyncio.Task[Completion] | None) -> None:
         done = await ctx.generate(request)
         self.probe_texts.append(done.text)
         # The probe continues "\boxed{", so its answer is read with the suffix in front.
         self.probe_answers.append(extract_answer(self.probe_suffix + done.text, self.answer_kind))  # type: ignore[arg-type]
         certainty = self.certainty()
         ctx.emit({"type": "probe", "index": len(self.probe_texts), "answer": self.probe_answers[-1]})
-        if self.early_exit and certainty.value >= 1.0:
+        if self.early_exit and certainty.value >= 1.0 and next_chunk is not None:
             self.exited = True
             next_chunk.cancel()
         ctx.report(certainty)

@@ -108,3 +108,13 @@ def test_replayed_chains_run_end_to_end():
     assert run.result.answer is not None
     assert run.result.exit_reason in (ExitReason.CONFIDENT, ExitReason.COMPLETED)
     assert len(run.reports) == len(run.records("probe")) >= 1
+
+
+def test_a_chain_out_of_budget_is_answered_by_a_last_probe():
+    run = run_query(chain("q", 1.0), "cot", {"max_tokens": 320})
+    chunks, probes = run.records("chunk"), run.records("probe")
+    assert sum(r.completion_tokens for r in chunks) == 320
+    assert len(probes) == len(chunks) == 5
+    assert max(p.submitted for p in probes) > max(c.finished for c in chunks) - 1e-9  # after the last chunk
+    assert run.result.answer == run.events[-1]["answer"] is not None
+    assert run.result.output.endswith(f"\\boxed{{{run.result.answer}}} \\]")
