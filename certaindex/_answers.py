@@ -72,11 +72,16 @@ _GSM8K_A = re.compile(r"^A:\s*(?P<value>[^\n]+)", flags=re.M)  # grade-school-ma
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 
 
+_BOX_START = re.compile(r"\\(?:b(?:o(?:x(?:e(?:d)?)?)?)?|f(?:b(?:o(?:x)?)?)?)?$|\\(?:boxed|fbox)\s*\{")
+
+
 def _clean_stated(value: str) -> str | None:
     value = value.strip()
     boxed = extract_boxed(value)
     if boxed is not None:
         return boxed
+    if _BOX_START.match(value):
+        return None  # a box cut off before it closed (truncated at max_tokens): no answer
     value = value.strip().strip("*").strip()
     if value.startswith("$") and value.count("$") >= 2:
         value = value[1 : value.index("$", 1)]

@@ -82,6 +82,11 @@ def test_extract_stated(text: str, expected: str) -> None:
     assert extract_stated(text) == expected
 
 
+@pytest.mark.parametrize("text", ["So the answer is \\boxed{1", "The answer is \\boxed{", "the answer is \\bo"])
+def test_box_cut_off_by_max_tokens_is_no_stated_answer(text: str) -> None:
+    assert extract_stated(text) is None
+
+
 # Endings of grade-school-math's example model solutions (shared gsm8k data), with "A: N".
 GSM8K_ENDINGS = [
     ("130,000-40,000=$<<130000-40000=90000>>90,000\nA: 90,000", "90000"),
