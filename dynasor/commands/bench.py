@@ -137,6 +137,7 @@ def bench(
     except (ConfigError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    path = write_json(result, out / "results.json")
     rows = summary_rows(result)
     table = Table(title=f"dynasor bench: {result.label}")
     for column in rows[0] if rows else []:
@@ -146,7 +147,6 @@ def bench(
     console.print(table)
     for line in headline(result):
         console.print(line, highlight=False, markup=False)
-    path = write_json(result, out / "results.json")
     written = plot(result, out) if plots else []
     console.print(f"results: {path}" + "".join(f", {p}" for p in written), highlight=False, markup=False)
 

@@ -25,9 +25,10 @@ def _fmt(value: float | None, spec: str = ".3g") -> str:
 def headline(result: BenchResult) -> list[str]:
     """The lines that answer "how much more load does dynasor sustain", labelled."""
     meta = result.meta
+    scales = meta["search_slo_scale"] if meta["search_slo_scale"] is not None else meta["slo_scales"][0]
     lines = [
         f"{result.label}: workload {meta['workload']}, {meta['arrivals']} arrivals, "
-        f"{meta['duration_s']:g} s of traffic per run, seed {meta['seed']}, SLO scale {meta['search_slo_scale']:g}"
+        f"{meta['duration_s']:g} s of traffic per run, seed {meta['seed']}, SLO scale {scales:g}"
     ]
     if not result.searches:
         return lines

@@ -34,3 +34,13 @@ def test_bench_command_rejects_bad_input(tmp_path) -> None:
     assert bad_workload.exit_code == 2 and "Unknown workload" in bad_workload.output
     bad_profile = runner.invoke(app, ["bench", "--engine-profile", "tpu", "--rates", "1", "--out", str(tmp_path)])
     assert bad_profile.exit_code == 2 and "cost profile" in bad_profile.output
+
+
+def test_bench_command_without_search(tmp_path) -> None:
+    args = ["bench", "--rates", "1", "--policies", "fcfs,dynasor", "--duration", "10", "--param", "max_samples=4",
+            "--no-search", "--no-plots", "--out", str(tmp_path), "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "simulated (profile h100-llama3-8b)" in result.output and "ratio" not in result.output
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["sustainable_rate"] == {} and len(data["points"]) == 2
