@@ -265,6 +265,7 @@ def _short(answer: str | None, limit: int = 300) -> str | None:
 def _arm_record(result: QueryResult, correct: bool, trajectory: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "answer": _short(result.answer, 2000),
+        "output": _short(result.output, 2000),
         "correct": correct,
         "tokens": result.usage.completion_tokens,
         "prompt_tokens": result.usage.prompt_tokens,
