@@ -167,6 +167,8 @@ async def overhead(direct: str, proxy: str, model: str, pairs: int, stream_pairs
             got = {}
             for base in order:
                 got[base] = await timed_plain(client, base, model, 2)
+            if (i + 1) % 10 == 0:
+                print(f"  {i + 1}/{pairs} pairs", flush=True)
             d_lat.append(got[direct])
             p_lat.append(got[proxy])
             diffs.append(got[proxy] - got[direct])
