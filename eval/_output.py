@@ -22,14 +22,19 @@ def finalize(
 ) -> dict[str, Any]:
     """Summarise ``out/results.jsonl`` (restricted to ``ids`` when given) into the run's outputs.
 
-    Writes ``summary.json``, ``profile.jsonl`` (calibration records) and, with ``plots``,
-    the PNG plots. Returns the summary.
+    Writes ``summary.json``, ``profile.jsonl`` (calibration records, when the run has the
+    fixed-budget arm) and, with ``plots``, the PNG plots. ``rule`` is the early-exit arm's stop
+    rule (default: the one recorded in ``run.json``). Returns the summary.
     """
     out = Path(out)
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     records = [r for r in ResultsFile(out / "results.jsonl") if ids is None or r["id"] in ids]
-    summary = summarize(records, run=run, rule=rule)
     config = run.get("config") or {}
+    if rule is None:
+        # The early-exit arm's rule, as recorded with the run's configuration.
+        allocator = config.get("allocator") or {}
+        rule = (allocator.get("rules") or {}).get(config.get("algorithm"), allocator.get("default"))
+    summary = summarize(records, run=run, rule=rule)
     if any(r.get("baseline") for r in records):
         summary["profile_records"] = write_profile(
             out / "profile.jsonl",
@@ -82,6 +87,17 @@ def render_table(summary: Mapping[str, Any]) -> Any:
     if fixed:
         row("fixed", fixed)
     row("early exit", summary["early_exit"])
+    same = summary.get("early_exit_on_fixed_samples")
+    if same and not str(summary.get("comparison", "")).startswith("exact"):
+        table.add_row(
+            "  same samples",
+            _pct(same["accuracy"]),
+            f"{same['tokens_mean']:.0f}",
+            "",
+            _pct(same["saving"]),
+            "",
+            "the rule replayed on the fixed arm's samples",
+        )
     best = summary.get(f"best_within_{ACCURACY_LOSS_POINTS}pt")
     if best:
         table.add_row(

@@ -270,6 +270,16 @@ def summarize(
         summary["sweep"] = [p.to_dict() for p in points]
         summary["pareto"] = [p.to_dict() for p in pareto_front(points)]
         summary[f"best_within_{ACCURACY_LOSS_POINTS}pt"] = None if best is None else best.to_dict()
+        if rule and rule.get("threshold") is not None:
+            # The configured rule replayed on the fixed arm's own samples: the same-samples
+            # comparison even where the two arms sampled independently (live engines).
+            right, tokens, fixed_right, fixed_tokens = apply_rule(records, int(rule["min_step"]), rule["threshold"])
+            summary["early_exit_on_fixed_samples"] = {
+                "accuracy": right / len(records),
+                "tokens_mean": tokens / len(records),
+                "saving": 1.0 - tokens / fixed_tokens if fixed_tokens else 0.0,
+                "accuracy_delta_points": 100.0 * (right - fixed_right) / len(records),
+            }
         summary[f"best_within_{ACCURACY_LOSS_POINTS}pt_crossfit"] = crossfit(records)
         summary["oracle"] = oracle(records)
     return summary

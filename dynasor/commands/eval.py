@@ -167,16 +167,11 @@ def eval_command(
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    summary = finalize(out, ids=ids, rule=_rule(rules, algorithm), plots=plots)
+    summary = finalize(out, ids=ids, plots=plots)
     Console().print(render_table(summary))
     files = ["results.jsonl", "summary.json"]
     files += ["profile.jsonl"] if summary.get("profile_records") else []
     console.print(escape(f"[{spec.kind}] results in {out}/: " + ", ".join(files + summary.get("plots", []))))
-
-
-def _rule(rules: Any, algorithm: str) -> dict[str, Any]:
-    rule = rules.rule_for(algorithm)
-    return {"measure": rule.measure, "threshold": rule.threshold, "min_step": rule.min_step}
 
 
 def register(app: typer.Typer) -> None:

@@ -65,6 +65,8 @@ def test_replay_early_exit_is_a_prefix_of_the_fixed_run(tmp_path: Path) -> None:
     )
     assert at_rule["accuracy"] == early["accuracy"]
     assert at_rule["tokens_mean"] == early["tokens_mean"]
+    same = summary["early_exit_on_fixed_samples"]
+    assert same["accuracy"] == early["accuracy"] and same["tokens_mean"] == early["tokens_mean"]
     # The profiling records feed calibration as they are.
     import certaindex as cx
 
