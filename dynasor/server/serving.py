@@ -50,9 +50,12 @@ EFFORT_PRESETS: dict[Effort, dict[str, Any]] = {
     "crazy": {"threshold": 0.5, "min_step": 1},
 }
 """Stop-rule presets for ``effort`` (mild stops least eagerly, crazy most), applied to the
-query's algorithm when it has no ``effort`` knob of its own. Presets, not calibrated values:
+query's algorithm when it has no ``effort`` or ``preset`` knob of its own. Presets, not calibrated values:
 a calibrated config (``--config``) or an explicit ``certaindex`` object takes precedence
 field by field."""
+
+_EFFORT_KNOBS = ("effort", "preset")
+"""Program knobs that take an effort level by name."""
 
 _TEXT = object()
 _END = object()
@@ -169,8 +172,10 @@ class ReasoningService:
             params.setdefault("max_samples", opts.max_samples)
         changes: dict[str, Any] = {}
         if opts.effort is not None:
-            if "effort" in accepted:
-                params.setdefault("effort", opts.effort)
+            # A program with its own effort levels (CoT's ``preset``) takes them; others get a stop rule.
+            knob = next((k for k in _EFFORT_KNOBS if k in accepted), None)
+            if knob is not None:
+                params.setdefault(knob, opts.effort)
             else:
                 changes.update(EFFORT_PRESETS[opts.effort])
         if opts.certaindex is not None:

@@ -95,6 +95,12 @@ def test_effort_sets_the_stop_rule_and_certaindex_overrides_it(service, effort):
     assert service.runtime.allocator.config.rule_for("sc").threshold != 0.33
 
 
+def test_effort_goes_to_a_program_with_levels_of_its_own(service):
+    plan = service.plan("chat", chat(algorithm="cot", effort="high"))
+    assert plan.query.params["preset"] == "high"
+    assert plan.allocator is None  # the program's levels, not a stop-rule preset
+
+
 def test_efforts_are_ordered_from_least_to_most_eager():
     presets = list(EFFORT_PRESETS.values())
     assert [p["threshold"] for p in presets] == sorted((p["threshold"] for p in presets), reverse=True)
