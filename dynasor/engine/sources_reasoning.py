@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,8 +103,9 @@ class _ChainSource(Source):
     def __init__(self) -> None:
         self._chains: dict[str, _Chain] = {}
 
+    @abstractmethod
     def _build(self, request: EngineRequest) -> _Chain:
-        raise NotImplementedError
+        """The hidden chain of ``request``'s query."""
 
     def chain(self, request: EngineRequest) -> _Chain:
         """The hidden chain of ``request``'s query (built on first use)."""
@@ -112,14 +114,18 @@ class _ChainSource(Source):
             chain = self._chains[request.query_id] = self._build(request)
         return chain
 
+    @abstractmethod
     def _probe_text(self, request: EngineRequest, chain: _Chain, position: int) -> tuple[str, str | None]:
-        raise NotImplementedError
+        """A probe's text and answer after ``position`` characters of the chain."""
 
     def _position(self, chain: _Chain, request: EngineRequest) -> int:
         """Characters of the chain the request's text already holds."""
         text = continued_text(request.request.prompt)
         # The chain may follow a template or a "<think>" opener: find where it starts.
         start = text.find(chain.text[: min(40, len(chain.text))])
+        if start < 0:  # fewer than 40 characters of it so far: the tail of the text that starts it
+            tail = range(max(0, len(text) - 40), len(text))
+            start = next((i for i in tail if chain.text.startswith(text[i:])), -1)
         return _shared_prefix(text[start:], chain.text) if start >= 0 else 0
 
     def draft(self, request: EngineRequest) -> Draft:

@@ -109,3 +109,16 @@ def test_continued_text_reads_the_assistant_message_or_raw_prompt():
     assert continued_text("raw") == "raw"
     assert continued_text(USER) == ""
     assert continued_text([*USER, {"role": "assistant", "content": "so"}]) == "so"
+
+
+def test_short_chunks_after_an_opener_still_continue_the_chain():
+    source = ReplayChainSource("math-qwen25", seed=0)
+    qid_request = lambda content, n: EngineRequest(  # noqa: E731
+        "r", "math-0", GenerateRequest([*USER, {"role": "assistant", "content": content}], n)
+    )
+    text = "<think>\n"
+    for _ in range(6):
+        draft = source.draft(qid_request(text, 4))
+        text += draft.text[: len(draft.text) * 4 // draft.tokens] if draft.tokens > 4 else draft.text
+    assert source._chains["math-0"].text.startswith(text.removeprefix("<think>\n"))
+    assert len(text) > len("<think>\n") + 10
