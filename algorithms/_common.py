@@ -5,14 +5,11 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Literal
 
 from algorithms.protocol import ChatMessage, Completion, QueryInfo
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
-    "VOTES",
-    "Vote",
     "chat_prompt",
     "continue_prompt",
     "mean_logprob_confidence",
@@ -20,11 +17,6 @@ __all__ = [
 ]
 
 DEFAULT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-
-Vote = Literal["majority", "reward", "confidence", "best"]
-VOTES: tuple[str, ...] = ("majority", "reward", "confidence", "best")
-"""How a program picks its answer: plain majority, reward- or confidence-weighted majority, or
-the single highest-reward response."""
 
 
 def chat_prompt(query: QueryInfo, instruction: str | None = DEFAULT_INSTRUCTION) -> list[ChatMessage]:
