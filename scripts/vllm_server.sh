@@ -10,6 +10,8 @@
 # `smollm2` serves the real weights; `smollm2-tiny` a random-weight 2-layer model
 # (--load-format dummy) that starts and generates faster, for load, abort and priority tests.
 # `stop` signals that process group by the recorded PID and waits for it to exit.
+# The dtype is bfloat16 where the CPU has native bf16 (avx512_bf16/amx), else float32;
+# DYNASOR_ENGINE_DTYPE overrides it.
 set -euo pipefail
 
 HOME_DIR="${DYNASOR_ENGINE_HOME:-$HOME/.cache/dynasor}"
@@ -55,14 +57,20 @@ start() {
         log "already running on $URL (PID $pid)"; echo "$URL"; return 0
     fi
     [[ "$MODEL" == *-tiny ]] && args+=(--load-format dummy)
+    # bfloat16 only where the CPU computes it natively; emulated, it is several times slower
+    # than float32 (prefill and batched decode on AVX2-only CPUs).
+    local dtype="${DYNASOR_ENGINE_DTYPE:-}"
+    if [[ -z "$dtype" ]]; then
+        if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null; then dtype=bfloat16; else dtype=float32; fi
+    fi
     mkdir -p "$RUN_DIR"
-    log "starting $MODEL on $URL (log $LOG_FILE)"
+    log "starting $MODEL ($dtype) on $URL (log $LOG_FILE)"
     # setsid: own process group, so stop can take the engine core process down with it.
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}" \
     VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 \
         setsid "$ENV_DIR/bin/python" -m vllm.entrypoints.openai.api_server \
         --model "$dir" --served-model-name "$MODEL" --host 127.0.0.1 --port "$PORT" \
-        --max-model-len 2048 --dtype bfloat16 --enforce-eager --scheduling-policy priority \
+        --max-model-len 2048 --dtype "$dtype" --enforce-eager --scheduling-policy priority \
         "${args[@]}" "${EXTRA[@]}" >"$LOG_FILE" 2>&1 < /dev/null &
     local pid=$!
     echo "$pid" >"$PID_FILE"

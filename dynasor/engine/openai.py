@@ -25,9 +25,9 @@ import json
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -36,6 +36,8 @@ from dynasor._exceptions import ConfigError, EngineError, EngineTimeout, EngineU
 from dynasor.engine.base import Backend, Capacity, EngineRequest
 
 __all__ = ["OpenAIBackend", "PriorityConvention", "RetryPolicy", "SSEDecoder"]
+
+T = TypeVar("T")
 
 PriorityConvention = Literal["lower-first", "higher-first", "none"]
 """How the engine reads ``priority``: vLLM runs lower values first; SGLang, unless configured
@@ -297,17 +299,7 @@ class OpenAIBackend(Backend):
         """
         await self._ensure_model()
         path, body = self.build_body(request)
-        last: _Retryable | None = None
-        for attempt in range(self.retry.attempts):
-            if attempt:
-                assert last is not None
-                await asyncio.sleep(self.retry.delay(attempt - 1, self._rng, last.retry_after))
-            try:
-                return await self._stream_once(path, body, request, attempts=attempt + 1)
-            except _Retryable as exc:
-                last = exc
-        assert last is not None
-        raise last.error from last.error.__cause__
+        return await self._retrying(lambda attempt: self._stream_once(path, body, request, attempts=attempt))
 
     # -- internals --------------------------------------------------------------------
 
@@ -353,33 +345,39 @@ class OpenAIBackend(Backend):
             raise EngineError(f"HTTP failure talking to {self.base_url}{path}: {exc}") from exc
         return acc.completion(attempts=attempts, latency_s=time.monotonic() - t0)
 
-    async def _request_json(self, method: str, path: str, body: Mapping[str, Any] | None) -> Any:
+    async def _retrying(self, once: Callable[[int], Awaitable[T]]) -> T:
+        """Call ``once(attempt)`` (1-based) until it stops raising ``_Retryable``, with backoff."""
         last: _Retryable | None = None
         for attempt in range(self.retry.attempts):
-            if attempt:
-                assert last is not None
+            if last is not None:
                 await asyncio.sleep(self.retry.delay(attempt - 1, self._rng, last.retry_after))
             try:
-                try:
-                    response = await self._client.request(method, path, json=body)
-                except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
-                    error = EngineUnavailable(f"{type(exc).__name__} talking to {self.base_url}{path}: {exc}")
-                    error.__cause__ = exc
-                    raise _Retryable(error) from exc
-                except httpx.TimeoutException as exc:
-                    raise EngineTimeout(f"no answer from {self.base_url}{path} in time") from exc
-                except httpx.HTTPError as exc:
-                    raise EngineError(f"HTTP failure talking to {self.base_url}{path}: {exc}") from exc
-                if response.status_code >= 400:
-                    raise _status_error(response)
-                try:
-                    return response.json()
-                except ValueError as exc:
-                    raise EngineError(f"{self.base_url}{path} answered with invalid JSON") from exc
+                return await once(attempt + 1)
             except _Retryable as exc:
                 last = exc
         assert last is not None
         raise last.error from last.error.__cause__
+
+    async def _request_json(self, method: str, path: str, body: Mapping[str, Any] | None) -> Any:
+        async def once(_: int) -> Any:
+            try:
+                response = await self._client.request(method, path, json=body)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+                error = EngineUnavailable(f"{type(exc).__name__} talking to {self.base_url}{path}: {exc}")
+                error.__cause__ = exc
+                raise _Retryable(error) from exc
+            except httpx.TimeoutException as exc:
+                raise EngineTimeout(f"no answer from {self.base_url}{path} in time") from exc
+            except httpx.HTTPError as exc:
+                raise EngineError(f"HTTP failure talking to {self.base_url}{path}: {exc}") from exc
+            if response.status_code >= 400:
+                raise _status_error(response)
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise EngineError(f"{self.base_url}{path} answered with invalid JSON") from exc
+
+        return await self._retrying(once)
 
 
 def _status_error(response: httpx.Response) -> Exception:
