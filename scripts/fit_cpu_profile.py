@@ -112,22 +112,35 @@ async def server_limits(client: httpx.AsyncClient) -> tuple[int | None, int | No
     return seqs, kv
 
 
-def fit(obs: list[tuple[int, int, int, float]]) -> tuple[np.ndarray, dict[str, float]]:
-    x = np.array([[1.0, b, c, f] for b, c, f, _ in obs])
-    y = np.array([s for *_, s in obs])
+def fit(
+    decode: list[tuple[int, int, int, float]], prefill: list[tuple[int, int, int, float]]
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Coefficients ``[base, per_seq, per_context_token, prefill_per_token]`` and fit statistics.
+
+    The decode terms come from the decode iterations (non-negative least squares); the prefill
+    term from the slope of time to first token over prompt length, which cancels the fixed
+    per-request cost (HTTP, tokenisation, scheduling) that is no part of an iteration.
+    """
+    x = np.array([[1.0, b, c] for b, c, _, _ in decode])
+    y = np.array([s for *_, s in decode])
     # Scale columns so the solver sees comparable magnitudes, then undo the scaling.
     scale = x.max(axis=0)
     coef, _ = nnls(x / scale, y)
     coef = coef / scale
     pred = x @ coef
     rel = np.abs(pred - y) / y
+    lengths = np.array([f for _, _, f, _ in prefill], dtype=float)
+    ttft = np.array([s for *_, s in prefill])
+    slope, intercept = np.polyfit(lengths, ttft, 1)
     stats = {
-        "r2": float(1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)),
-        "median_rel_error": float(np.median(rel)),
-        "p90_rel_error": float(np.quantile(rel, 0.9)),
-        "observations": len(obs),
+        "decode_r2": float(1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)),
+        "decode_median_rel_error": float(np.median(rel)),
+        "decode_p90_rel_error": float(np.quantile(rel, 0.9)),
+        "decode_observations": len(decode),
+        "prefill_fixed_s": float(intercept),
+        "prefill_observations": len(prefill),
     }
-    return coef, stats
+    return np.append(coef, max(float(slope), 0.0)), stats
 
 
 def replace_entry(text: str, name: str, entry: dict[str, object]) -> str:
@@ -177,9 +190,7 @@ async def main(args: argparse.Namespace) -> None:
             decode_summary = saved["decode"]
         else:
             obs, prefill, decode_summary = await measure(client, args, rng)
-        # Decode intervals vastly outnumber prefill probes: weight them so both shape the fit.
-        weight = max(1, len(obs) // (4 * len(prefill)))
-        coef, stats = fit(obs + prefill * weight)
+        coef, stats = fit(obs, prefill)
         seqs, kv = await server_limits(client)
 
     names = ["step_base_s", "step_per_seq_s", "step_per_context_token_s", "prefill_per_token_s"]
@@ -204,13 +215,14 @@ async def main(args: argparse.Namespace) -> None:
         )
         entry["source"] = (
             f"Fitted by scripts/fit_cpu_profile.py on {datetime.now(UTC):%Y-%m-%d} against the real server "
-            f"(real engine: vllm.entrypoints.openai.api_server, model smollm2): {stats['observations']} "
-            f"iteration timings from streamed chunks (batch 1-64, prompts 16-512 tokens, ignore_eos) and "
-            f"time-to-first-token of fresh prompts {PREFILL_LENGTHS[0]}-{PREFILL_LENGTHS[-1]} tokens; "
-            f"non-negative least squares, R^2 {stats['r2']:.2f}, median relative error "
-            f"{stats['median_rel_error']:.0%}. max_num_seqs is vLLM's CPU default for the API server, "
-            f"kv_tokens the server's reported KV-cache size. The machine was shared with other work "
-            f"while measuring, so step times carry noise."
+            f"(real engine: vllm.entrypoints.openai.api_server, model smollm2): step terms from "
+            f"{stats['decode_observations']} decode iterations timed from streamed chunks (batch 1-64, "
+            f"prompts 16-512 tokens, ignore_eos; non-negative least squares, R^2 {stats['decode_r2']:.2f}, "
+            f"median relative error {stats['decode_median_rel_error']:.0%}); prefill_per_token_s is the "
+            f"slope of time to first token over fresh prompts of {PREFILL_LENGTHS[0]}-{PREFILL_LENGTHS[-1]} "
+            f"tokens (fixed part {stats['prefill_fixed_s'] * 1e3:.0f} ms per request, not modelled). "
+            f"max_num_seqs is vLLM's CPU default for the API server, kv_tokens the server's reported "
+            f"KV-cache size. Other work shared the machine while measuring, so step times carry noise."
         )
         PROFILES.write_text(replace_entry(text, "cpu-tiny", entry))
         print(f"wrote the cpu-tiny entry of {PROFILES}")

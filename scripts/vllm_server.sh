@@ -99,7 +99,7 @@ stop() {
     fi
     log "stopping PID $pid (port $PORT)"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 30); do
+    for _ in $(seq 1 60); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.5
     done
