@@ -252,7 +252,10 @@ class _QueryRun:
                 "answer": answer,
             }
         )
-        step_time = (now - stats.arrival) / stats.steps
+        # A step's duration net of queueing: time spent waiting before the first dispatch is
+        # not a cost the next step pays again.
+        self._count()
+        step_time = max(now - stats.arrival - self.queue_time, 0.0) / stats.steps
         decision = self.runtime.allocator.decide(self.spec.algorithm, stats, certainty, now=now, step_time=step_time)
         if decision.action is Action.DEMOTE:
             stats.demoted = True

@@ -273,3 +273,21 @@ def test_aging_bounds_the_wait_of_a_long_query() -> None:
     with_aging = long_query_latency(aging=50.0)
     assert with_aging is not None and with_aging < 120
     assert long_query_latency(aging=0.0) is None
+
+
+def test_deadline_guard_ignores_the_wait_before_dispatch() -> None:
+    """A query that queued for most of its deadline still runs steps that fit in what is left."""
+
+    async def main() -> QueryResult:
+        guard = AllocatorConfig({"s": StopRule()}, deadline_guard=True)
+        backend = FakeBackend(duration=lambda r: 30.0 if r.query_id == "first" else 1.0)
+        runtime = Runtime(backend, policy="query-fcfs", allocator=guard, capacity=Capacity(max_seqs=1))
+        blocker = asyncio.create_task(runtime.run(Query("x", "s", id="first"), Scripted([0.0], width=1)))
+        await asyncio.sleep(0.1)
+        late = await runtime.run(Query("x", "s", id="late", deadline=40.0), Scripted([0.0] * 5, width=1))
+        await blocker
+        return late
+
+    late = run(main())
+    assert late.queue_time == pytest.approx(29.9)
+    assert late.steps == 5 and late.exit_reason is ExitReason.COMPLETED
