@@ -229,7 +229,8 @@ async def one_request(client: httpx.AsyncClient, proxy: str, model: str, kind: s
             raise ValueError("stream ended without [DONE]")
     else:
         r = await client.post(proxy + path, json=body)
-        r.raise_for_status()
+        if r.status_code >= 400:
+            raise httpx.HTTPStatusError(r.text[:200], request=r.request, response=r)
         if not r.json().get("choices"):
             raise ValueError("answer without choices")
 

@@ -89,7 +89,11 @@ class UpstreamRelay:
         self.client = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=None),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            # Idle connections are dropped before the engine's keep-alive timeout (uvicorn, vLLM: 5 s)
+            # would close them under a request being sent.
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=3.0
+            ),
         )
 
     @property
@@ -101,6 +105,7 @@ class UpstreamRelay:
         started = time.perf_counter()
         sent = {k: v for k, v in headers.items() if k.lower() in _FORWARDED}
         tried: list[Replica] = []
+        stale_retry = True
         while True:
             try:
                 replica = self.pool.pick(exclude=tried)
@@ -120,6 +125,16 @@ class UpstreamRelay:
                         502, f"upstream {replica.url} unreachable: {type(exc).__name__}: {exc}", "upstream_error"
                     ) from exc
                 continue
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                # A kept-alive connection the upstream had just closed: no answer came, so the
+                # request is sent once more on a fresh connection (the engine drops the first).
+                replica.inflight -= 1
+                if stale_retry:
+                    stale_retry = True
+                    continue
+                raise ServingError(
+                    502, f"upstream {replica.url} failed: {type(exc).__name__}: {exc}", "upstream_error"
+                ) from exc
             except httpx.HTTPError as exc:
                 replica.inflight -= 1
                 raise ServingError(

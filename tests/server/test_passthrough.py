@@ -188,3 +188,43 @@ def test_reasoning_on_an_unreachable_upstream_is_502_then_503(make_proxy):
         second = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
         assert second.status_code == 503 and int(second.headers["retry-after"]) >= 1
         assert app.state.proxy.runtime.active == 0 and app.state.proxy.pool.bound == 0
+
+
+def test_a_connection_closed_without_answer_is_retried_once(make_proxy):
+    """The first connection is dropped unanswered (as a server closing an idle keep-alive does)."""
+    import socket
+    import threading
+
+    answer = b'{"ok": true}'
+    seen = {"connections": 0}
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve_forever() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                seen["connections"] += 1
+                conn.recv(65536)
+                if seen["connections"] == 1:
+                    continue  # closed without a byte of answer
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    + f"content-length: {len(answer)}\r\nconnection: close\r\n\r\n".encode()
+                    + answer
+                )
+
+    threading.Thread(target=serve_forever, daemon=True).start()
+    upstream = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with make_proxy(ServerSettings(upstreams=(upstream,))) as (url, app):
+            r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
+            assert r.status_code == 200 and r.json() == {"ok": True}
+            assert seen["connections"] == 2
+            assert app.state.proxy.pool.replicas[0].failures == 0
+    finally:
+        listener.close()
