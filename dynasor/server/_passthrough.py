@@ -130,7 +130,7 @@ class UpstreamRelay:
                 # request is sent once more on a fresh connection (the engine drops the first).
                 replica.inflight -= 1
                 if stale_retry:
-                    stale_retry = True
+                    stale_retry = False
                     continue
                 raise ServingError(
                     502, f"upstream {replica.url} failed: {type(exc).__name__}: {exc}", "upstream_error"
