@@ -53,7 +53,8 @@ start() {
     local dir="$HOME_DIR/models/$MODEL" args=()
     [[ -f "$dir/config.json" ]] || die "no model folder $dir: run scripts/vllm_setup.sh first"
     if pid=$(running_pid); then
-        healthy || die "a server (PID $pid) is already starting on port $PORT; stop it first"
+        # Started by someone else (maybe still loading): share it rather than race for the port.
+        wait_healthy "$pid" || die "the server already starting on port $PORT (PID $pid) did not become healthy"
         log "already running on $URL (PID $pid)"; echo "$URL"; return 0
     fi
     [[ "$MODEL" == *-tiny ]] && args+=(--load-format dummy)
@@ -75,21 +76,27 @@ start() {
     local pid=$!
     echo "$pid" >"$PID_FILE"
     local t0=$SECONDS
-    until healthy; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 30 "$LOG_FILE" >&2
-            rm -f "$PID_FILE"
-            die "the server exited during start-up (log above, full log $LOG_FILE)"
-        fi
-        if (( SECONDS - t0 > WAIT_S )); then
-            tail -n 30 "$LOG_FILE" >&2
+    if ! wait_healthy "$pid"; then
+        tail -n 30 "$LOG_FILE" >&2
+        if kill -0 "$pid" 2>/dev/null; then
             stop
-            die "the server did not become healthy within ${WAIT_S}s"
+            die "the server did not become healthy within ${WAIT_S}s (log above, full log $LOG_FILE)"
         fi
-        sleep 1
-    done
+        rm -f "$PID_FILE"
+        die "the server exited during start-up (log above, full log $LOG_FILE)"
+    fi
     log "healthy after $((SECONDS - t0))s (PID $pid)"
     echo "$URL"
+}
+
+# Wait until /health answers; fail if process $1 exits or WAIT_S passes.
+wait_healthy() {
+    local pid="$1" t0=$SECONDS
+    until healthy; do
+        kill -0 "$pid" 2>/dev/null || return 1
+        (( SECONDS - t0 > WAIT_S )) && return 1
+        sleep 1
+    done
 }
 
 stop() {

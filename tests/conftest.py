@@ -11,6 +11,7 @@ true value), where they fail: CI must exercise the real engine.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,7 +87,9 @@ class ManagedServer:
         args = [str(SERVER_SCRIPT), action, "--port", str(self.port)]
         if action == "start":
             args += ["--model", self.model, "--", "--max-num-seqs", str(self.max_num_seqs)]
-        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+        # 1 GiB of KV cache is ample for the tiny model and keeps parallel sessions affordable.
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False, env=env)
 
     def start(self) -> None:
         done = self._run("start", timeout=400)
@@ -97,6 +100,12 @@ class ManagedServer:
         self._run("stop", timeout=60)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def engine_home() -> Path:
     """Where ``scripts/vllm_setup.sh`` keeps the engine venv and the models."""
     return Path(os.environ.get("DYNASOR_ENGINE_HOME", Path.home() / ".cache" / "dynasor"))
@@ -104,8 +113,9 @@ def engine_home() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_engine() -> Iterator[ManagedServer]:
-    """A restartable tiny vLLM server (port ``DYNASOR_TEST_TINY_PORT``, default 8013)."""
-    server = ManagedServer(port=int(os.environ.get("DYNASOR_TEST_TINY_PORT", "8013")))
+    """A restartable tiny vLLM server of this session (port ``DYNASOR_TEST_TINY_PORT``, default: a free one)."""
+    port = os.environ.get("DYNASOR_TEST_TINY_PORT")
+    server = ManagedServer(port=int(port) if port else _free_port())
     home = engine_home()
     if not (home / "vllm-env" / "bin" / "python").exists() or not (home / "models" / server.model).exists():
         engine_unavailable(f"no engine venv or {server.model} model under {home}: run scripts/vllm_setup.sh")

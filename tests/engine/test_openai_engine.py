@@ -187,7 +187,8 @@ async def test_cancel_aborts_in_engine(tiny: OpenAIBackend) -> None:
 async def test_retry_across_server_restart(tiny_engine: ManagedServer) -> None:
     """A request sent while the server is down succeeds once it is back (before any token)."""
     await asyncio.to_thread(tiny_engine.stop)
-    retry = RetryPolicy(attempts=200, base_delay_s=0.2, max_delay_s=1.0)
+    # Enough attempts to outlast a slow start (the server start below has its own time limit).
+    retry = RetryPolicy(attempts=10_000, base_delay_s=0.2, max_delay_s=1.0)
     async with OpenAIBackend(tiny_engine.url, model=tiny_engine.model, retry=retry, connect_timeout=2) as b:
         task = asyncio.create_task(b.generate(ereq("hello", max_tokens=4)))
         await asyncio.sleep(1.0)
