@@ -130,8 +130,8 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
     config.workload.check()
     if config.upstream and config.workload.needs_scorer:
         raise ConfigError(
-            f"workload {config.workload.name!r} needs a reward model, which runs against a live engine "
-            "are not set up for: use sc-math or cot with --upstream"
+            f"workload {config.workload.name!r} needs a reward model, and a live-engine run has none "
+            "configured: use sc-math or cot with --upstream"
         )
     loop = asyncio.get_running_loop()
     wall0, start = time.perf_counter(), loop.time()

@@ -249,7 +249,7 @@ class Workload:
 
     @property
     def needs_scorer(self) -> bool:
-        return any(p.algorithm in ("mcts", "rebase") for p in self.presets)
+        return any(p.algorithm in ("mcts", "rebase", "bon") for p in self.presets)
 
 
 class BenchSource(Source):
