@@ -28,6 +28,8 @@ async def main(model: str) -> dict[str, object]:
     async with VLLMBackend(model, engine_args=args, served_model_name="smollm2-tiny") as backend:
         engine = await backend.start()
         results["start_s"] = round(time.monotonic() - t0, 1)
+        cap = backend.capacity()
+        results["capacity"] = cap is not None and cap.max_seqs == 2
         long = {"extra": {"ignore_eos": True}}
 
         deltas: list[str] = []
@@ -77,5 +79,5 @@ async def main(model: str) -> dict[str, object]:
 if __name__ == "__main__":
     out = asyncio.run(main(sys.argv[1]))
     print(json.dumps(out))
-    checks = ("completion", "streamed", "logprobs", "chat", "priority", "abort")
+    checks = ("capacity", "completion", "streamed", "logprobs", "chat", "priority", "abort")
     sys.exit(0 if all(out[k] is True for k in checks) else 1)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.engine
 
 @pytest.mark.slow
 def test_inproc_backend_on_cpu_build() -> None:
-    """Completion, chat, streaming, logprobs, priority and abort through ``AsyncLLM``."""
+    """Capacity, completion, chat, streaming, logprobs, priority and abort through ``AsyncLLM``."""
     home = engine_home()
     python, model = home / "vllm-env" / "bin" / "python", home / "models" / "smollm2-tiny"
     if not python.exists() or not model.exists():
@@ -36,7 +36,7 @@ def test_inproc_backend_on_cpu_build() -> None:
     assert lines, f"no result (exit {done.returncode}):\n{done.stderr[-3000:]}"
     results = json.loads(lines[-1])
     assert done.returncode == 0, results
-    for check in ("completion", "streamed", "logprobs", "chat", "priority", "abort"):
+    for check in ("capacity", "completion", "streamed", "logprobs", "chat", "priority", "abort"):
         assert results[check] is True, (check, results)
 
 
