@@ -73,6 +73,22 @@ class Runtime:
         self.observers: list[Callable[[QueryResult], None]] = []
         """Called with every finished query (metrics, logs)."""
         self._active: dict[str, _QueryRun] = {}
+        # What finished queries used, for the scheduler's predictions of new ones.
+        self._samples_by_algorithm: dict[str, tuple[int, int]] = {}  # algorithm -> (queries, samples)
+        self._request_tokens = (0, 0)  # (requests, completion tokens)
+
+    def _learn(self, result: QueryResult) -> None:
+        queries, samples = self._samples_by_algorithm.get(result.algorithm, (0, 0))
+        self._samples_by_algorithm[result.algorithm] = (queries + 1, samples + result.samples)
+        finished = [r for r in result.requests if r.finish_reason in ("stop", "length")]
+        requests, tokens = self._request_tokens
+        self._request_tokens = (requests + len(finished), tokens + sum(r.completion_tokens for r in finished))
+
+    def _priors(self, algorithm: str) -> tuple[float | None, float | None]:
+        """(expected samples, tokens per sample) learned from finished queries."""
+        queries, samples = self._samples_by_algorithm.get(algorithm, (0, 0))
+        requests, tokens = self._request_tokens
+        return (samples / queries if queries else None, tokens / requests if requests else None)
 
     @property
     def active(self) -> int:
@@ -143,12 +159,15 @@ class _QueryRun:
         self.info = QueryInfo(query.id, query.prompt, query.params)
         caps = [c for c in (query.budget.max_samples, program.max_samples) if c is not None]
         self.max_samples = min(caps) if caps else None
+        expected_samples, request_tokens = runtime._priors(query.algorithm)
         self.stats = QueryStats(
             id=query.id,
             arrival=now,
             deadline=None if query.deadline is None else now + query.deadline,
             max_samples=self.max_samples,
             max_tokens=query.budget.max_tokens,
+            expected_samples=expected_samples,
+            prior_request_tokens=request_tokens,
         )
         self.records: list[RequestRecord] = []
         self.trajectory: list[TrajectoryPoint] = []
@@ -333,6 +352,7 @@ class _QueryRun:
             requests=tuple(self.records),
             error=error,
         )
+        self.runtime._learn(result)
         for observer in self.runtime.observers:
             try:
                 observer(result)

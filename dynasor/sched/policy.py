@@ -50,6 +50,10 @@ class QueryStats:
     """Latest reported certaindex (0 before the first report)."""
     demoted: bool = False
     """Set by the allocator for queries that look hopeless."""
+    expected_samples: float | None = None
+    """Sub-requests finished queries of the same algorithm used on average (None: none yet)."""
+    prior_request_tokens: float | None = None
+    """Completion tokens per sub-request seen across queries (None: none yet)."""
 
     def mean_request_tokens(self, prior: float) -> float:
         """Observed completion tokens per sub-request, ``prior`` before any finished."""
@@ -103,10 +107,13 @@ class DynasorPolicy(GangPolicy):
     .. math:: \text{key} = W \cdot (1 - c) + P_\text{demoted} + a \cdot t_\text{arrival}
 
     where the remaining work ``W`` is the query's remaining sample budget times its observed
-    tokens per sample (the gang's ``max_tokens`` before any finished), ``c`` its latest
-    certaindex (a query near certainty is near its exit), ``a`` the aging rate in tokens per
-    second of waiting: a query that has waited ``W / a`` seconds outranks any newcomer, so no
-    query starves.
+    tokens per sample, ``c`` its latest certaindex (a query near certainty is near its exit),
+    ``a`` the aging rate in tokens per second of waiting: a query that has waited ``W / a``
+    seconds outranks any newcomer, so no query starves.
+
+    Before a query has reported, its budget says little (most queries exit early): it is
+    predicted to use what finished queries of its algorithm used on average, at the tokens per
+    sample seen across queries, so new queries rank as the short jobs they usually are.
     """
 
     name: ClassVar[str] = "dynasor"
@@ -122,11 +129,16 @@ class DynasorPolicy(GangPolicy):
 
     def predicted_work(self, gang: Gang) -> float:
         query = gang.query
-        per_request = query.mean_request_tokens(prior=gang.max_tokens_mean)
+        prior = gang.max_tokens_mean
+        if query.prior_request_tokens is not None:
+            prior = min(prior, query.prior_request_tokens)
+        per_request = query.mean_request_tokens(prior=prior)
         if query.max_samples is None:
-            remaining = max(self.unbounded_requests, len(gang.requests))
+            remaining = float(max(self.unbounded_requests, len(gang.requests)))
         else:
-            remaining = max(query.max_samples - query.samples, len(gang.requests))
+            remaining = float(max(query.max_samples - query.samples, len(gang.requests)))
+        if query.steps == 0 and query.expected_samples is not None:
+            remaining = max(min(remaining, query.expected_samples - query.samples), len(gang.requests))
         work = remaining * per_request
         if query.max_tokens is not None:
             work = min(work, max(query.max_tokens - query.attained_tokens, 0))

@@ -76,3 +76,15 @@ def test_unknown_policy_names_the_valid_ones() -> None:
         make_policy("sjf")
     with pytest.raises(PolicyError, match="Bad options"):
         make_policy("dynasor", speed=3)
+
+
+def test_dynasor_predicts_new_queries_from_finished_ones() -> None:
+    """Without history a new query looks like its whole budget; with it, like a typical query."""
+    old = QueryStats("old", arrival=0.0, max_samples=16, samples=10, steps=5, attained_tokens=4000, certaindex=0.2)
+    fresh = QueryStats("new", arrival=0.0, max_samples=16)
+    learned = QueryStats("new", arrival=0.0, max_samples=16, expected_samples=4.0, prior_request_tokens=400.0)
+    assert order("dynasor", [gang(old, 0.0, max_tokens=2048), gang(fresh, 0.0, max_tokens=2048)])[0].query is old
+    first = order("dynasor", [gang(old, 0.0, max_tokens=2048), gang(learned, 0.0, max_tokens=2048)])[0]
+    assert first.query is learned
+    policy = DynasorPolicy()
+    assert policy.predicted_work(gang(learned, 0.0, size=2, max_tokens=2048)) == pytest.approx(4 * 400.0)
