@@ -9,13 +9,26 @@ from dynasor._exceptions import (
     PolicyError,
     QueueFull,
 )
+from dynasor._query import Budget, ExitReason, Query, QueryResult, TrajectoryPoint, Usage
+from dynasor.allocator import Allocator, AllocatorConfig, StopRule
+from dynasor.runtime import Runtime
 
 __all__ = [
+    "Allocator",
+    "AllocatorConfig",
+    "Budget",
     "ConfigError",
     "DynasorError",
     "EngineError",
     "EngineTimeout",
     "EngineUnavailable",
+    "ExitReason",
     "PolicyError",
+    "Query",
+    "QueryResult",
     "QueueFull",
+    "Runtime",
+    "StopRule",
+    "TrajectoryPoint",
+    "Usage",
 ]
