@@ -26,10 +26,10 @@ def test_first_shell_block_is_the_two_setup_commands() -> None:
 
 
 def test_library_example_runs_on_the_sim_engine() -> None:
-    code = re.search(r"```python\n(.*?)```", README, re.S)
-    assert code is not None
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "register_algorithm" in b]
+    assert len(blocks) == 1
     namespace: dict[str, object] = {}
-    exec(compile(textwrap.dedent(code.group(1)), "README.md", "exec"), namespace)
+    exec(compile(textwrap.dedent(blocks[0]), "README.md", "exec"), namespace)
 
     async def main() -> list[object]:
         source = SyntheticSource(seed=1)
