@@ -20,6 +20,11 @@ from typing import NoReturn
 
 import httpx
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: timings on a shared 2-core machine say nothing about correctness.
+settings.register_profile("dynasor", deadline=None)
+settings.load_profile("dynasor")
 
 DEFAULT_UPSTREAM = "http://127.0.0.1:8011"
 
