@@ -11,6 +11,7 @@ from algorithms.protocol import ChatMessage, Completion, QueryInfo
 __all__ = [
     "DEFAULT_INSTRUCTION",
     "chat_prompt",
+    "check_rounds",
     "continue_prompt",
     "mean_logprob_confidence",
     "weighted_vote",
@@ -69,3 +70,11 @@ def weighted_vote(labels: Sequence[int | None], weights: Sequence[float] | None 
         return None
     best = max(totals.values())
     return next(label for label in labels if label is not None and totals[label] == best)
+
+
+def check_rounds(max_samples: int | None, samples_per_round: int) -> None:
+    """Validate the knobs of a program that samples in rounds up to a cap."""
+    if max_samples is None or max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1, got {max_samples}")
+    if samples_per_round < 1:
+        raise ValueError(f"samples_per_round must be >= 1, got {samples_per_round}")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from algorithms._common import DEFAULT_INSTRUCTION, chat_prompt, weighted_vote
+from algorithms._common import DEFAULT_INSTRUCTION, chat_prompt, check_rounds, weighted_vote
 from algorithms._registry import register_algorithm
 from algorithms.protocol import Completion, Context, GenerateRequest, Program
 from algorithms.sc import MEASURES
@@ -59,10 +59,7 @@ class BestOfN(Program):
     rewards: list[float] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.max_samples is None or self.max_samples < 1:
-            raise ValueError(f"max_samples must be >= 1, got {self.max_samples}")
-        if self.samples_per_round < 1:
-            raise ValueError(f"samples_per_round must be >= 1, got {self.samples_per_round}")
+        check_rounds(self.max_samples, self.samples_per_round)
         if self.vote not in _VOTES:
             raise ValueError(f"vote must be one of {', '.join(_VOTES)}, got {self.vote!r}")
         if self.measure != "reward_max" and self.measure not in MEASURES:

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
-from algorithms._common import DEFAULT_INSTRUCTION, chat_prompt, mean_logprob_confidence, weighted_vote
+from algorithms._common import DEFAULT_INSTRUCTION, chat_prompt, check_rounds, mean_logprob_confidence, weighted_vote
 from algorithms._registry import register_algorithm
 from algorithms.protocol import Completion, Context, GenerateRequest, Program
 from certaindex import (
@@ -88,10 +88,7 @@ class SelfConsistency(Program):
     weights: list[float] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.max_samples is None or self.max_samples < 1:
-            raise ValueError(f"max_samples must be >= 1, got {self.max_samples}")
-        if self.samples_per_round < 1:
-            raise ValueError(f"samples_per_round must be >= 1, got {self.samples_per_round}")
+        check_rounds(self.max_samples, self.samples_per_round)
         if self.measure not in MEASURES:
             raise ValueError(f"measure must be one of {', '.join(MEASURES)}, got {self.measure!r}")
         if self.vote not in _VOTES:
