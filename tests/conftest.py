@@ -83,6 +83,8 @@ class ManagedServer:
     port: int
     model: str = "smollm2-tiny"
     max_num_seqs: int = 2
+    extra_args: tuple[str, ...] = ()
+    """More vLLM arguments (``--runner pooling --convert classify`` for a reward server)."""
 
     @property
     def url(self) -> str:
@@ -91,7 +93,7 @@ class ManagedServer:
     def _run(self, action: str, timeout: float) -> subprocess.CompletedProcess[str]:
         args = [str(SERVER_SCRIPT), action, "--port", str(self.port)]
         if action == "start":
-            args += ["--model", self.model, "--", "--max-num-seqs", str(self.max_num_seqs)]
+            args += ["--model", self.model, "--", "--max-num-seqs", str(self.max_num_seqs), *self.extra_args]
         # 1 GiB of KV cache is ample for the tiny model and keeps parallel sessions affordable.
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
         return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False, env=env)
@@ -116,11 +118,7 @@ def engine_home() -> Path:
     return Path(os.environ.get("DYNASOR_ENGINE_HOME", Path.home() / ".cache" / "dynasor"))
 
 
-@pytest.fixture(scope="session")
-def tiny_engine() -> Iterator[ManagedServer]:
-    """A restartable tiny vLLM server of this session (port ``DYNASOR_TEST_TINY_PORT``, default: a free one)."""
-    port = os.environ.get("DYNASOR_TEST_TINY_PORT")
-    server = ManagedServer(port=int(port) if port else _free_port())
+def _managed(server: ManagedServer) -> Iterator[ManagedServer]:
     home = engine_home()
     if not (home / "vllm-env" / "bin" / "python").exists() or not (home / "models" / server.model).exists():
         engine_unavailable(f"no engine venv or {server.model} model under {home}: run scripts/vllm_setup.sh")
@@ -130,3 +128,18 @@ def tiny_engine() -> Iterator[ManagedServer]:
         engine_unavailable(str(exc))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def reward_engine() -> Iterator[ManagedServer]:
+    """A tiny vLLM server with a classification head (``/classify``, ``/pooling``), as a reward model."""
+    yield from _managed(
+        ManagedServer(port=_free_port(), max_num_seqs=8, extra_args=("--runner", "pooling", "--convert", "classify"))
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_engine() -> Iterator[ManagedServer]:
+    """A restartable tiny vLLM server of this session (port ``DYNASOR_TEST_TINY_PORT``, default: a free one)."""
+    port = os.environ.get("DYNASOR_TEST_TINY_PORT")
+    yield from _managed(ManagedServer(port=int(port) if port else _free_port()))
