@@ -163,6 +163,7 @@ class Allocator:
         """
         rule = self.config.rule_for(algorithm)
         step = stats.steps
+        demote = False
         if rule.measure is None or rule.measure == certainty.measure:
             if rule.threshold is not None and step >= rule.min_step and certainty.value >= rule.threshold:
                 return Decision(Action.STOP, ExitReason.CONFIDENT)
@@ -173,8 +174,7 @@ class Allocator:
             ):
                 if rule.hopeless_action == "stop":
                     return Decision(Action.STOP, ExitReason.HOPELESS)
-                if not stats.demoted:
-                    return Decision(Action.DEMOTE, ExitReason.HOPELESS)
+                demote = not stats.demoted  # after the deadline check: a late query stops instead
         elif (algorithm, certainty.measure) not in self._warned:
             self._warned.add((algorithm, certainty.measure))
             logger.warning(
@@ -190,4 +190,4 @@ class Allocator:
             and now + step_time > stats.deadline
         ):
             return Decision(Action.STOP, ExitReason.DEADLINE)
-        return CONTINUE
+        return Decision(Action.DEMOTE, ExitReason.HOPELESS) if demote else CONTINUE

@@ -224,6 +224,7 @@ class _QueryRun:
             dispatched += len(gang.requests)
             self._count(waiting=-len(gang.requests), running=len(gang.requests))
 
+        recorded = len(self.records)
         try:
             return await self.runtime.scheduler.run_gang(
                 self.stats, batch, on_record=self._on_record, on_dispatch=on_dispatch
@@ -231,7 +232,9 @@ class _QueryRun:
         finally:
             self.inflight_requests -= len(batch)
             self.inflight_tokens -= reserved
-            self._count(waiting=dispatched - len(batch))
+            # Requests dispatched but cancelled before they ran leave no record: uncount them too.
+            unrecorded = dispatched - (len(self.records) - recorded)
+            self._count(waiting=dispatched - len(batch), running=-max(unrecorded, 0))
 
     async def generate(self, request: GenerateRequest) -> Completion:
         return (await self.gather([request]))[0]
@@ -278,7 +281,7 @@ class _QueryRun:
         decision = self.runtime.allocator.decide(self.spec.algorithm, stats, certainty, now=now, step_time=step_time)
         if decision.action is Action.DEMOTE:
             stats.demoted = True
-        elif decision.stop:
+        if decision.stop:
             self.stop(decision.reason or ExitReason.CONFIDENT)
         elif self.spec.budget.max_steps is not None and stats.steps >= self.spec.budget.max_steps:
             self.stop(ExitReason.BUDGET)

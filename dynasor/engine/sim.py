@@ -58,6 +58,17 @@ class CostProfile:
     description: str = ""
     source: str = ""
 
+    def __post_init__(self) -> None:
+        terms = (self.step_base_s, self.step_per_seq_s, self.step_per_context_token_s, self.prefill_per_token_s)
+        if min(terms) < 0:
+            raise ValueError(f"cost profile {self.name!r}: cost terms must be >= 0")
+        if self.step_base_s + self.step_per_seq_s <= 0:
+            raise ValueError(
+                f"cost profile {self.name!r}: an iteration must take time (step_base_s + step_per_seq_s > 0)"
+            )
+        if self.max_num_seqs < 1 or self.kv_tokens < 1:
+            raise ValueError(f"cost profile {self.name!r}: max_num_seqs and kv_tokens must be >= 1")
+
     def step_time(self, running: int, context_tokens: int, prefill_tokens: int = 0) -> float:
         """Seconds one iteration takes."""
         return (
@@ -324,7 +335,8 @@ class SimEngine:
             if seq.aborted:
                 heapq.heappop(self._waiting)
                 continue
-            need = seq.prompt_tokens + seq.generated + 1
+            # Its context plus, in the next iteration, one KV slot for every running sequence.
+            need = seq.prompt_tokens + seq.generated + 1 + len(self._running)
             if len(self._running) < self.max_num_seqs and self._context + need <= self.kv_tokens:
                 heapq.heappop(self._waiting)
                 self._start(seq)
@@ -352,6 +364,9 @@ class SimEngine:
 
     def _evict(self, seq: SimSequence) -> None:
         """Take a running sequence out, keeping what it generated."""
+        if seq.admitted_at == self.iteration:
+            # No iteration committed since it was admitted: its prefill never ran, charge none.
+            self._prefill -= seq.prompt_tokens + seq.generated
         seq.generated += self.iteration - seq.admitted_at
         self._context -= seq.prompt_tokens + seq.generated
         seq.admitted_at = -1
@@ -361,6 +376,7 @@ class SimEngine:
             heapq.heapify(self._victims)
         if not self._running:
             self._segment_started = False
+            self._prefill = 0
 
     def _preempt(self, seq: SimSequence) -> None:
         self._evict(seq)

@@ -10,9 +10,10 @@ Submitting, dispatching and withdrawing each cost O(log n).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from algorithms.protocol import Completion, GenerateRequest
@@ -194,7 +195,7 @@ class GangScheduler:
         Per-request policies (``split_gangs``) queue each request on its own.
         """
         if self.policy.split_gangs and len(requests) > 1:
-            async with asyncio.TaskGroup() as tg:
+            async with _first_error(), asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._run_one_gang(query, [r], on_record, on_dispatch)) for r in requests]
             return [task.result()[0] for task in tasks]
         return await self._run_one_gang(query, requests, on_record, on_dispatch)
@@ -216,18 +217,13 @@ class GangScheduler:
             await gang.permit
         except asyncio.CancelledError:
             if gang.dispatched is None:
-                self.withdraw(gang)
+                self.withdraw(gang)  # it may have been the head that blocked the gangs behind it
             else:  # dispatched in the same loop iteration as the cancellation
                 self._release(gang, range(len(requests)))
-                self.schedule()
+            self.schedule()
             raise
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._run_request(gang, i, on_record)) for i in range(len(requests))]
-        except BaseExceptionGroup as group:
-            # One failed request fails the step; surface the error itself, not a group of one.
-            errors = [e for e in group.exceptions if not isinstance(e, asyncio.CancelledError)]
-            raise (errors[0] if errors else group) from None
+        async with _first_error(), asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(self._run_request(gang, i, on_record)) for i in range(len(requests))]
         return [task.result() for task in tasks]
 
     async def _run_request(
@@ -270,3 +266,13 @@ class GangScheduler:
                     )
                 )
             self.schedule()
+
+
+@contextlib.asynccontextmanager
+async def _first_error() -> AsyncIterator[None]:
+    """One failed request fails the step: surface the error itself, not a task group's group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        errors = [e for e in group.exceptions if not isinstance(e, asyncio.CancelledError)]
+        raise (errors[0] if errors else group) from None

@@ -97,3 +97,14 @@ def test_bad_configs_are_rejected(tmp_path: Path, text: str, message: str) -> No
 
 def test_bundled_defaults_load() -> None:
     assert AllocatorConfig.bundled().rule_for("sc").threshold is not None
+
+
+def test_a_late_hopeless_query_stops_instead_of_being_demoted() -> None:
+    allocator = Allocator(
+        AllocatorConfig({"sc": StopRule(hopeless_threshold=0.5, hopeless_after=1, hopeless_action="demote")})
+    )
+    stats = QueryStats("q", 0.0, deadline=10.0, steps=1)
+    on_time = allocator.decide("sc", stats, Certainty(0.1, "x"), now=1.0, step_time=1.0)
+    late = allocator.decide("sc", stats, Certainty(0.1, "x"), now=9.5, step_time=1.0)
+    assert on_time.action is D
+    assert (late.action, late.reason) == (S, ExitReason.DEADLINE)

@@ -291,3 +291,16 @@ def test_deadline_guard_ignores_the_wait_before_dispatch() -> None:
     late = run(main())
     assert late.queue_time == pytest.approx(29.9)
     assert late.steps == 5 and late.exit_reason is ExitReason.COMPLETED
+
+
+def test_demotion_still_honours_the_step_cap() -> None:
+    config = AllocatorConfig(
+        {"s": StopRule(threshold=0.9, hopeless_threshold=0.5, hopeless_after=1, hopeless_action="demote")}
+    )
+
+    async def main() -> QueryResult:
+        runtime = Runtime(FakeBackend(), allocator=config)
+        return await runtime.run(Query("x", "s", budget=Budget(max_steps=1)), Scripted([0.1] * 5))
+
+    result = run(main())
+    assert (result.steps, result.exit_reason) == (1, ExitReason.BUDGET)

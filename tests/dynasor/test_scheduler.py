@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from algorithms.protocol import GenerateRequest
+from dynasor import EngineError
 from dynasor.clock import run
 from dynasor.engine.base import Capacity
 from dynasor.sched.policy import QueryStats, make_policy
@@ -128,3 +130,37 @@ def test_cancelling_a_waiting_gang_withdraws_it() -> None:
 
     run(main())
     assert [c.request.query_id for c in backend.calls] == ["a"]
+
+
+def test_withdrawing_the_blocking_head_lets_the_next_gang_run() -> None:
+    backend = FakeBackend(duration=lambda r: 100.0 if r.query_id == "long" else 1.0)
+    sched = GangScheduler(backend, make_policy("query-fcfs"), Capacity(max_seqs=4))
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        long = asyncio.create_task(sched.run_gang(QueryStats("long", 0.0), [GenerateRequest("l", 8)] * 2))
+        await asyncio.sleep(0)
+        big = asyncio.create_task(sched.run_gang(QueryStats("big", 1.0), [GenerateRequest("b", 8)] * 4))
+        await asyncio.sleep(0)
+        small = asyncio.create_task(sched.run_gang(QueryStats("small", 2.0), [GenerateRequest("s", 8)] * 2))
+        await asyncio.sleep(1)
+        big.cancel()  # the head that blocked "small" leaves
+        await small
+        finished = loop.time()
+        await long
+        return finished
+
+    assert run(main()) == pytest.approx(2.0)
+
+
+def test_split_gangs_surface_the_engine_error_itself() -> None:
+    def fail(request: object) -> float:
+        raise EngineError("boom", status=500)
+
+    sched = GangScheduler(FakeBackend(duration=fail), make_policy("fcfs"), Capacity(max_seqs=8))
+
+    async def main() -> None:
+        await sched.run_gang(QueryStats("q", 0.0), [GenerateRequest("x", 8)] * 3)
+
+    with pytest.raises(EngineError, match="boom"):
+        run(main())

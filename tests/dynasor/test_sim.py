@@ -184,3 +184,46 @@ def test_bundled_profiles_load() -> None:
     assert load_profile("h100-llama3-8b").max_num_seqs == 256
     with pytest.raises(ValueError, match="Unknown cost profile"):
         load_profile("nope")
+
+
+def test_aborted_before_its_first_iteration_costs_no_prefill() -> None:
+    profile = CostProfile("p", 0.01, 0.0, 0.0, 0.001, max_num_seqs=8, kv_tokens=1000)
+
+    async def main() -> tuple[float, int]:
+        engine = SimEngine(profile)
+        first = engine.submit(500, 10)
+        await asyncio.sleep(0.1)  # inside its 0.51 s prefill iteration
+        engine.abort(first)
+        await asyncio.sleep(1)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        second = engine.submit(1, 1)
+        await second.done  # type: ignore[misc]
+        await engine.aclose()
+        return loop.time() - start, engine.prompt_tokens_prefilled
+
+    took, prefilled = run(main())
+    assert took == pytest.approx(0.011, abs=1e-5)
+    assert prefilled == 1
+
+
+def test_a_preempted_sequence_is_not_readmitted_into_a_full_cache() -> None:
+    profile = CostProfile("p", 0.01, 0.0, 0.0, 0.001, max_num_seqs=8, kv_tokens=100)
+
+    async def main() -> tuple[int, int]:
+        engine = SimEngine(profile)
+        a, b = engine.submit(50, 30), engine.submit(29, 30)
+        await asyncio.gather(a.done, b.done)  # type: ignore[arg-type]
+        await engine.aclose()
+        return engine.preemptions, engine.prompt_tokens_prefilled
+
+    preemptions, prefilled = run(main())
+    assert preemptions == 1
+    assert prefilled == 50 + 29 + (29 + 10)  # b re-prefills once, with the 10 tokens it had made
+
+
+def test_profiles_must_cost_time() -> None:
+    with pytest.raises(ValueError, match="must take time"):
+        CostProfile("free", 0.0, 0.0, 0.0, 0.0, max_num_seqs=1, kv_tokens=10)
+    with pytest.raises(ValueError, match=">= 0"):
+        CostProfile("neg", 0.01, -1.0, 0.0, 0.0, max_num_seqs=1, kv_tokens=10)
