@@ -20,7 +20,16 @@ from typing import Any
 from dynasor.engine.base import EngineRequest
 from dynasor.engine.traces import TraceRecord, load_traces
 
-__all__ = ["Draft", "FixedSource", "ReplaySource", "Source", "SyntheticSource", "prompt_text", "query_rng"]
+__all__ = [
+    "Difficulty",
+    "Draft",
+    "FixedSource",
+    "ReplaySource",
+    "Source",
+    "SyntheticSource",
+    "prompt_text",
+    "query_rng",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +144,35 @@ class ReplaySource(Source):
         return record.reference if record else None
 
 
+@dataclass
+class Difficulty:
+    """Per-query difficulty in [0, 1] and candidate answers, shared by the synthetic sources.
+
+    A query's difficulty is drawn from Beta(``alpha``, ``beta``) unless :meth:`fix` set it; it
+    is drawn either way, so a query's answers and later draws do not depend on an override.
+    ``answers[0]`` is the correct answer, the rest distractors.
+    """
+
+    seed: int = 0
+    alpha: float = 1.2
+    beta: float = 1.2
+    distractors: int = 4
+    fixed: dict[str, float] = field(default_factory=dict)
+
+    def fix(self, query_id: str, difficulty: float) -> None:
+        """Set a query's difficulty (before its first request)."""
+        if not 0.0 <= difficulty <= 1.0:
+            raise ValueError(f"difficulty must lie in [0, 1], got {difficulty}")
+        self.fixed[query_id] = difficulty
+
+    def draw(self, kind: str, query_id: str) -> tuple[random.Random, float, tuple[str, ...]]:
+        """``(rng, difficulty, answers)`` for a query; ``rng`` goes on seeded by ``kind`` and the id."""
+        rng = query_rng(self.seed, kind, query_id)
+        drawn = rng.betavariate(self.alpha, self.beta)
+        answers = tuple(str(v) for v in rng.sample(range(1, 1000), self.distractors + 1))
+        return rng, self.fixed.get(query_id, drawn), answers
+
+
 @dataclass(frozen=True, slots=True)
 class _SyntheticQuery:
     difficulty: float
@@ -168,34 +206,28 @@ class SyntheticSource(Source):
         prompt_tokens: int | None = None,
     ) -> None:
         self.seed = seed
-        self.alpha, self.beta = alpha, beta
+        self.difficulty = Difficulty(seed, alpha, beta, distractors)
         self.distractors = distractors
         self.min_tokens, self.max_tokens = min_tokens, max_tokens
         self.length_sigma = length_sigma
         self.prompt_tokens = prompt_tokens
         self._queries: dict[str, _SyntheticQuery] = {}
-        self._difficulty: dict[str, float] = {}
         self._draws: dict[str, int] = {}
 
     def set_difficulty(self, query_id: str, difficulty: float) -> None:
         """Fix a query's difficulty in [0, 1] (before its first request)."""
-        if not 0.0 <= difficulty <= 1.0:
-            raise ValueError(f"difficulty must lie in [0, 1], got {difficulty}")
-        self._difficulty[query_id] = difficulty
+        self.difficulty.fix(query_id, difficulty)
 
     def query(self, query_id: str) -> _SyntheticQuery:
         spec = self._queries.get(query_id)
         if spec is None:
-            rng = query_rng(self.seed, "query", query_id)
-            drawn = rng.betavariate(self.alpha, self.beta)  # drawn always: answers must not depend on overrides
-            d = self._difficulty.get(query_id, drawn)
-            values = rng.sample(range(1, 1000), self.distractors + 1)
+            _, d, answers = self.difficulty.draw("query", query_id)
             p_correct = 1.0 - 0.85 * d
             zipf = [1.0 / (k + 1) for k in range(self.distractors)]
             wrong = [(1.0 - p_correct) * z / sum(zipf) for z in zipf]
             spec = _SyntheticQuery(
                 difficulty=d,
-                answers=tuple(str(v) for v in values),
+                answers=answers,
                 weights=(p_correct, *wrong),
                 mean_tokens=self.min_tokens + (self.max_tokens - self.min_tokens) * d,
             )

@@ -36,7 +36,7 @@ from typing import Any
 
 from certaindex import approx_tokens, extract_answer
 from dynasor.engine.base import EngineRequest
-from dynasor.engine.sources import Draft, ReplaySource, Source, query_rng
+from dynasor.engine.sources import Difficulty, Draft, ReplaySource, Source, query_rng
 from dynasor.engine.traces import TraceRecord, load_traces
 
 __all__ = [
@@ -179,30 +179,22 @@ class SyntheticChainSource(_ChainSource):
         if not 0.0 <= settle_min <= 1.0:
             raise ValueError(f"settle_min must lie in [0, 1], got {settle_min}")
         self.seed = seed
-        self.alpha, self.beta = alpha, beta
+        self.difficulty = Difficulty(seed, alpha, beta, distractors)
         self.min_tokens, self.max_tokens = min_tokens, max_tokens
         self.length_sigma = length_sigma
         self.settle_min = settle_min
         self.hesitation = hesitation
         self.noise = noise
-        self.distractors = distractors
-        self._difficulty: dict[str, float] = {}
         self._candidates: dict[str, tuple[str, ...]] = {}
         self._settle: dict[str, int] = {}
 
     def set_difficulty(self, query_id: str, difficulty: float) -> None:
         """Fix a query's difficulty in [0, 1] (before its first request)."""
-        if not 0.0 <= difficulty <= 1.0:
-            raise ValueError(f"difficulty must lie in [0, 1], got {difficulty}")
-        self._difficulty[query_id] = difficulty
+        self.difficulty.fix(query_id, difficulty)
 
     def _build(self, request: EngineRequest) -> _Chain:
         qid = request.query_id
-        rng = query_rng(self.seed, "chain", qid)
-        d = self._difficulty.get(qid)
-        if d is None:
-            d = rng.betavariate(self.alpha, self.beta)
-        candidates = tuple(str(v) for v in rng.sample(range(1, 1000), self.distractors + 1))
+        rng, d, candidates = self.difficulty.draw("chain", qid)
         mean = self.min_tokens + (self.max_tokens - self.min_tokens) * d
         body = max(8, round(rng.lognormvariate(math.log(mean), self.length_sigma)))
         correct = rng.random() < 1.0 - 0.85 * d
@@ -328,32 +320,25 @@ class SyntheticStepSource(Source):
     ) -> None:
         self.seed = seed
         self.spread = spread
-        self.alpha, self.beta = alpha, beta
+        self.difficulty = Difficulty(seed, alpha, beta, distractors)
         self.min_steps, self.max_steps = min_steps, max_steps
         self.step_tokens = step_tokens
         self.delimiter = delimiter
         self.distractors = distractors
         self.recover = recover
         self.score_sd = score_sd
-        self._difficulty: dict[str, float] = {}
         self._specs: dict[str, tuple[float, int, tuple[str, ...]]] = {}
         self._steps: dict[str, list[_Step]] = {}
 
     def set_difficulty(self, query_id: str, difficulty: float) -> None:
         """Fix a query's difficulty in [0, 1] (before its first request)."""
-        if not 0.0 <= difficulty <= 1.0:
-            raise ValueError(f"difficulty must lie in [0, 1], got {difficulty}")
-        self._difficulty[query_id] = difficulty
+        self.difficulty.fix(query_id, difficulty)
 
     def _spec(self, qid: str) -> tuple[float, int, tuple[str, ...]]:
         spec = self._specs.get(qid)
         if spec is None:
-            rng = query_rng(self.seed, "steps", qid)
-            d = self._difficulty.get(qid)
-            if d is None:
-                d = rng.betavariate(self.alpha, self.beta)
+            _, d, answers = self.difficulty.draw("steps", qid)
             depth = round(self.min_steps + (self.max_steps - self.min_steps) * d)
-            answers = tuple(str(v) for v in rng.sample(range(1, 1000), self.distractors + 1))
             spec = self._specs[qid] = (d, depth, answers)
         return spec
 
