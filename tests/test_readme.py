@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import tomllib
 from pathlib import Path
 
 from dynasor._query import Query
@@ -13,16 +14,33 @@ from dynasor.engine.sim import SimBackend
 from dynasor.engine.sources import SyntheticSource
 from dynasor.runtime import Runtime
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_first_shell_block_is_the_two_setup_commands() -> None:
     block = re.search(r"```sh\n(.*?)```", README, re.S)
     assert block is not None
     assert block.group(1).strip().splitlines() == [
-        "pip install -e . && dynasor demo",
-        "pip install -e '.[dev]' && pytest",
+        "pip install -c constraints.txt -e . && dynasor demo",
+        "pip install -c constraints.txt -e '.[dev]' && pytest",
     ]
+
+
+def test_the_lock_pins_every_dependency_exactly() -> None:
+    lines = [line for line in (ROOT / "constraints.txt").read_text().splitlines() if line and not line.startswith("#")]
+    pinned = {line.split("==")[0].lower().replace("_", "-") for line in lines if "==" in line}
+    assert len(pinned) == len(lines), "every line of constraints.txt pins one exact version"
+    wanted = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = wanted["dependencies"] + wanted["optional-dependencies"]["dev"]
+    names = {re.split(r"[\[<>=!~ ]", req, maxsplit=1)[0].lower().replace("_", "-") for req in requirements}
+    assert names <= pinned, f"not locked: {sorted(names - pinned)}"
+
+
+def test_ci_runs_the_readme_test_command_in_a_fresh_venv() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "awk" in ci and 'bash -c "$TEST_CMD"' in ci  # the command is read from this README
+    assert 'rm -rf "$CI_ENV"' in ci and 'python3 -m venv "$CI_ENV"' in ci
 
 
 def test_library_example_runs_on_the_sim_engine() -> None:
