@@ -10,7 +10,14 @@ Pure library (numpy/scipy + math-verify); it knows nothing of servers or engines
   :func:`mean_reward`, :func:`max_reward`, :func:`probe_consistency`,
   :func:`weighted_consensus`; batched :func:`entropy_batch`, :func:`majority_batch`;
   combinations :func:`all_of`, :func:`any_of`;
-- calibration: :class:`ProfilingRecord`, :func:`records_from_trace`, :func:`calibrate`;
+- multiple choice: :func:`extract_option`, :func:`choice_key` (letters, ``(C)``, option texts);
+- stop rules: :class:`StopRule` (one value object), :class:`CertaindexConfig` (one rule per
+  algorithm, YAML/JSON), :func:`stop_index` (the one function deciding where a rule stops a
+  :class:`Trajectory`), :func:`replay`, the oracles :func:`final_answer_oracle` and
+  :func:`first_correct_oracle`, abstention treatments :func:`treat_abstentions`;
+- traces: :func:`read_traces` (the one reader of the trace format), :func:`trajectories_from_traces`;
+- certification: :func:`certify` (Learn then Test, a bound on the paired accuracy loss);
+- calibration of the earlier form: :class:`ProfilingRecord`, :func:`records_from_trace`, :func:`calibrate`;
 - defaults: the measures' knobs live in :mod:`certaindex._defaults`.
 """
 
@@ -31,12 +38,26 @@ from certaindex._calibration import (
     calibrate,
     clopper_pearson_upper,
     evaluate_rule,
+    final_answer_outcome,
     group_queries,
     oracle_outcome,
     read_records,
     write_records,
 )
 from certaindex._certainty import Certainty
+from certaindex._certify import (
+    Calibration,
+    Family,
+    WalkStep,
+    binomial_pvalue,
+    certify,
+    choose_rule,
+    fixed_sequence,
+    loss_pvalue,
+    sign_pvalue,
+    split_queries,
+)
+from certaindex._choice import choice_key, extract_option, normalize_options
 from certaindex._combine import all_of, any_of
 from certaindex._defaults import HESITATION_WORDS
 from certaindex._entropy import (
@@ -58,17 +79,74 @@ from certaindex._logprob import (
 from certaindex._probe import hesitates, probe_consistency
 from certaindex._replay import agreement_measures, records_from_trace
 from certaindex._reward import RewardScale, max_reward, mean_reward
+from certaindex._rule import (
+    ABSTENTIONS,
+    AGREEMENT_MEASURES,
+    ALGORITHM_MEASURES,
+    ANSWER_KINDS,
+    KNOWN_MEASURES,
+    CertaindexConfig,
+    Certification,
+    RuleError,
+    StopRule,
+    value_key,
+)
 from certaindex._stopping import beta_batch, beta_stop, dirichlet_stop, esc_window
 from certaindex._tokens import approx_tokens
+from certaindex._traces import (
+    Trace,
+    TraceError,
+    TraceSample,
+    TraceWarning,
+    parse_trace,
+    read_traces,
+    sample_answers,
+    trajectories_from_traces,
+)
+from certaindex._trajectory import (
+    NO_ANSWER,
+    ReplayOutcome,
+    Stop,
+    Trajectory,
+    TrajectoryBatch,
+    final_answer_oracle,
+    first_correct_oracle,
+    prefix_values,
+    replay,
+    stop_index,
+    stop_indices,
+    treat_abstentions,
+)
 
 __all__ = [
+    "ABSTENTIONS",
+    "AGREEMENT_MEASURES",
+    "ALGORITHM_MEASURES",
+    "ANSWER_KINDS",
     "HESITATION_WORDS",
+    "KNOWN_MEASURES",
+    "NO_ANSWER",
+    "Calibration",
+    "CertaindexConfig",
     "Certainty",
+    "Certification",
     "Equivalence",
+    "Family",
     "ProfilingRecord",
+    "ReplayOutcome",
     "RewardScale",
     "RuleChoice",
+    "RuleError",
     "RuleOutcome",
+    "Stop",
+    "StopRule",
+    "Trace",
+    "TraceError",
+    "TraceSample",
+    "TraceWarning",
+    "Trajectory",
+    "TrajectoryBatch",
+    "WalkStep",
     "agreement_measures",
     "all_of",
     "answers_equal",
@@ -76,8 +154,12 @@ __all__ = [
     "approx_tokens",
     "beta_batch",
     "beta_stop",
+    "binomial_pvalue",
     "calibrate",
     "canonical_key",
+    "certify",
+    "choice_key",
+    "choose_rule",
     "clopper_pearson_upper",
     "cluster_answers",
     "cluster_counts",
@@ -91,23 +173,42 @@ __all__ = [
     "extract_choice",
     "extract_code",
     "extract_last_number",
+    "extract_option",
     "extract_stated",
+    "final_answer_oracle",
+    "final_answer_outcome",
+    "first_correct_oracle",
+    "fixed_sequence",
     "group_confidence",
     "group_queries",
     "hesitates",
+    "loss_pvalue",
     "majority_batch",
     "majority_fraction",
     "majority_vote",
     "max_reward",
     "mean_reward",
+    "normalize_options",
     "normalized_entropy",
     "numeric_value",
     "oracle_outcome",
+    "parse_trace",
+    "prefix_values",
     "probe_consistency",
     "read_records",
+    "read_traces",
     "records_from_trace",
+    "replay",
+    "sample_answers",
+    "sign_pvalue",
+    "split_queries",
+    "stop_index",
+    "stop_indices",
     "token_confidence",
     "trace_confidence",
+    "trajectories_from_traces",
+    "treat_abstentions",
+    "value_key",
     "warmup_threshold",
     "weighted_consensus",
     "write_records",

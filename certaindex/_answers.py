@@ -122,28 +122,19 @@ def extract_last_number(text: str) -> str | None:
     return numbers[-1].replace(",", "").rstrip(".") or None
 
 
-_CHOICE_PATTERNS = (
-    r"answer\s*(?:is|:)?\s*:?\s*\(?\s*\\?(?:text\{|textbf\{|mathrm\{)?\(?([{L}])\b",
-    r"\\boxed\{\s*\\?(?:text\{|textbf\{|mathrm\{)?\(?([{L}])\)?\}?\s*\}",
-    r"\(([{L}])\)",
-    r"(?:^|\s)([{L}])[).:](?:\s|$)",
-)
-
-
 def extract_choice(text: str, letters: str = "ABCDE") -> str | None:
     """The multiple-choice letter a text settles on (stated answer, box, then last ``(X)``).
+
+    Same as :func:`~certaindex.extract_option` without the question's options.
 
     >>> extract_choice("Between (A) and (C), the answer is (C).")
     'C'
     >>> extract_choice(r"\\boxed{\\text{(B)}}")
     'B'
     """
-    for pattern in _CHOICE_PATTERNS:
-        found = re.findall(pattern.replace("{L}", re.escape(letters)), text, flags=re.IGNORECASE | re.M)
-        found = [f for f in found if f.upper() in letters]
-        if found:
-            return found[-1].upper()
-    return None
+    from certaindex._choice import extract_option  # _choice builds on this module
+
+    return extract_option(text, letters=letters)
 
 
 _FENCE = re.compile(r"```[ \t]*(?P<lang>[\w+-]*)[ \t]*\n(?P<body>.*?)(?:```|\Z)", flags=re.S)

@@ -65,6 +65,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from certaindex._certify import fixed_sequence
+from certaindex._rule import StopRule, value_key
+from certaindex._trajectory import Trajectory, TrajectoryBatch, stop_index, stop_indices
+
 __all__ = [
     "Bound",
     "ProfilingRecord",
@@ -73,6 +77,7 @@ __all__ = [
     "calibrate",
     "clopper_pearson_upper",
     "evaluate_rule",
+    "final_answer_outcome",
     "group_queries",
     "oracle_outcome",
     "read_records",
@@ -186,11 +191,20 @@ class RuleOutcome:
         return (self.full_correct - self.correct) / self.n if self.n else 0.0
 
 
+def _trajectory(steps: Sequence[ProfilingRecord], measure: str) -> Trajectory:
+    """A query's records as a trajectory with a check at every step (steps count as samples)."""
+    values = np.array([r.certaindex.get(measure, np.nan) for r in steps], dtype=float)
+    return Trajectory(
+        samples=np.array([r.step for r in steps], dtype=np.int64),
+        values={value_key(measure): values},
+        query_id=steps[0].query_id if steps else "",
+    )
+
+
 def _stop_index(steps: Sequence[ProfilingRecord], measure: str, threshold: float, min_step: int) -> int:
-    for i, r in enumerate(steps):
-        if r.step >= min_step and r.certaindex.get(measure, float("-inf")) >= threshold:
-            return i
-    return len(steps) - 1
+    """Where rule ``measure >= threshold from step min_step`` stops (:func:`~certaindex.stop_index`)."""
+    rule = StopRule(measure, threshold, min_samples=min_step)
+    return stop_index(rule, _trajectory(steps, measure)).index
 
 
 def _outcome(queries: Iterable[Sequence[ProfilingRecord]], stop: Any) -> RuleOutcome:
@@ -214,14 +228,21 @@ def evaluate_rule(
     queries: Mapping[str, Sequence[ProfilingRecord]], measure: str, threshold: float, min_step: int = 1
 ) -> RuleOutcome:
     """Replay rule ``measure >= threshold from step min_step`` on every query."""
-    return _outcome(queries.values(), lambda steps: _stop_index(steps, measure, threshold, min_step))
+    steps_list = list(queries.values())
+    if not steps_list:
+        return _outcome([], lambda steps: 0)
+    batch = TrajectoryBatch([_trajectory(steps, measure) for steps in steps_list])
+    index, _ = stop_indices(StopRule(measure, threshold, min_samples=min_step), batch)
+    stops = {id(steps): int(i) for steps, i in zip(steps_list, index, strict=True)}
+    return _outcome(steps_list, lambda steps: stops[id(steps)])
 
 
-def oracle_outcome(queries: Mapping[str, Sequence[ProfilingRecord]]) -> RuleOutcome:
-    """The oracle stop: the first step whose answer equals the full-budget answer.
+def final_answer_outcome(queries: Mapping[str, Sequence[ProfilingRecord]]) -> RuleOutcome:
+    """The *final-answer oracle*: stop at the first step whose answer equals the full-budget answer.
 
     It knows the final answer, so it is a lower bound on the tokens any rule needs to keep
-    the baseline's answers, at no accuracy loss.
+    the baseline's answers, at no accuracy loss. (Not the *first-correct* oracle, which
+    stops at the first right answer: :func:`~certaindex.first_correct_oracle`.)
     """
 
     def stop(steps: Sequence[ProfilingRecord]) -> int:
@@ -229,6 +250,10 @@ def oracle_outcome(queries: Mapping[str, Sequence[ProfilingRecord]]) -> RuleOutc
         return next(i for i, r in enumerate(steps) if r.answer == final)
 
     return _outcome(queries.values(), stop)
+
+
+oracle_outcome = final_answer_outcome
+"""Former name of :func:`final_answer_outcome`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +270,8 @@ class RuleChoice:
     confidence: float
     target_loss: float
     harm_bound: float
-    """Upper bound (or, with ``bound="none"``, point estimate) of the harm rate."""
+    """Upper confidence bound of the harm rate; with ``bound="none"`` the *observed* harm rate
+    (no bound: see :attr:`statement`)."""
     chains: int
     floor: float
     """Smallest harm bound any rule could get on these queries (no harm at all)."""
@@ -266,9 +292,41 @@ class RuleChoice:
             "queries": self.outcome.n,
         }
 
+    @property
+    def statement(self) -> str:
+        """What the figures promise, in words (a point estimate is never called a bound)."""
+        o = self.outcome
+        if self.bound == "none":
+            return (
+                f"no bound: observed loss {100 * o.loss:+.2f} pt and harm rate {o.harms / max(o.n, 1):.4f} "
+                f"on these {o.n} queries (point estimate, target {100 * self.target_loss:g} pt)"
+            )
+        return (
+            f"harm-rate bound {self.harm_bound:.4f} ({self.confidence:g} Clopper-Pearson, fixed-sequence, "
+            f"Bonferroni over {self.chains} chains); target {100 * self.target_loss:g} pt"
+        )
+
+    def report_lines(self) -> list[str]:
+        """The report of this choice, one line each (what ``dynasor calibrate`` prints)."""
+        o = self.outcome
+        lines = [f"[{self.algorithm}] {o.n} queries, baseline accuracy {o.full_accuracy:.3f}"]
+        if self.measure is None:
+            lines.append("  rule: none (run to the full budget)")
+        else:
+            lines.append(f"  rule: stop when {self.measure} >= {self.threshold:.4g} at or after step {self.min_step}")
+        lines.append(
+            f"  on these records: tokens saved {o.saving:.1%}, accuracy {o.accuracy:.3f} "
+            f"(loss {100 * o.loss:+.2f} points), harms {o.harms}, gains {o.gains}, "
+            f"mean stop step {o.mean_stop_step:.2f}"
+        )
+        lines.append(f"  {self.statement}")
+        lines.append(f"  rules tried {self.candidates}, certified {self.certified}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return lines
+
     def _bound_text(self) -> str:
         if self.bound == "none":
-            return f"observed loss <= {self.target_loss:g} (no confidence bound)"
+            return f"observed loss <= {self.target_loss:g} (point estimate, no confidence bound)"
         return (
             f"Clopper-Pearson harm rate <= {self.target_loss:g} at {self.confidence:g} "
             f"(fixed-sequence, Bonferroni over {self.chains} chains)"
@@ -339,8 +397,13 @@ def calibrate(
 
     def harm_stat(o: RuleOutcome) -> float:
         if bound == "none":
-            return o.loss
+            return o.loss  # the point estimate the target is checked against
         return clopper_pearson_upper(o.harms, o.n, delta)
+
+    def harm_figure(o: RuleOutcome) -> float:
+        # With a bound: its value. Without: the observed harm rate (never the net loss, which
+        # can be negative and is no harm rate).
+        return o.harms / o.n if bound == "none" and o.n else harm_stat(o)
 
     floor = 0.0 if bound == "none" else clopper_pearson_upper(0, n, delta)
     best: tuple[str, float, int, RuleOutcome, float] | None = None
@@ -349,15 +412,23 @@ def calibrate(
         values = np.array([r.certaindex.get(measure, np.nan) for s in steps_list for r in s], dtype=float)
         thresholds = _candidate_thresholds(values, max_candidates)
         for m in min_steps:
-            for t in thresholds:
-                candidates += 1
-                o = evaluate_rule(queries, measure, float(t), m)
-                stat = harm_stat(o)
-                if stat > target_loss:
-                    break  # fixed-sequence: the walk ends at the first rule not certified
-                certified += 1
+            tested: dict[float, tuple[RuleOutcome, float]] = {}
+
+            def statistic(
+                t: float, measure: str = measure, m: int = m, tested: dict[float, tuple[RuleOutcome, float]] = tested
+            ) -> float:
+                o = evaluate_rule(queries, measure, t, m)
+                tested[t] = (o, harm_stat(o))
+                return tested[t][1]
+
+            # Fixed-sequence: strictest first, the walk ends at the first rule not certified.
+            passed, _ = fixed_sequence([float(t) for t in thresholds], statistic, target_loss)
+            candidates += len(tested)
+            certified += len(passed)
+            for t in passed:
+                o, stat = tested[t]
                 if best is None or o.tokens < best[3].tokens:
-                    best = (measure, float(t), m, o, stat)
+                    best = (measure, t, m, o, stat)
     notes = []
     if bound != "none" and floor > target_loss:
         notes.append(
@@ -369,10 +440,10 @@ def calibrate(
         notes.append("no rule met the target: run to the full budget")
         return RuleChoice(
             algorithm, None, None, None, full, bound, confidence, target_loss,
-            harm_stat(full), chains, floor, candidates, certified, notes,
+            harm_figure(full), chains, floor, candidates, certified, notes,
         )  # fmt: skip
-    measure, t, m, o, stat = best
+    measure, t, m, o, _ = best
     return RuleChoice(
-        algorithm, measure, t, m, o, bound, confidence, target_loss, stat, chains, floor,
+        algorithm, measure, t, m, o, bound, confidence, target_loss, harm_figure(o), chains, floor,
         candidates, certified, notes,
     )  # fmt: skip

@@ -142,7 +142,7 @@ def entropy_batch(labels: ArrayLike) -> NDArray[np.float64]:
     # comes from a lookup table over 0..n.
     c_log_c = np.zeros(n + 1)
     c_log_c[1:] = np.arange(1, n + 1) * np.log(np.arange(1, n + 1))
-    return np.clip(c_log_c[counts].sum(axis=1) / (n * math.log(n)), 0.0, 1.0)
+    return np.asarray(np.clip(c_log_c[counts].sum(axis=1) / (n * math.log(n)), 0.0, 1.0), dtype=np.float64)
 
 
 def majority_batch(labels: ArrayLike) -> NDArray[np.float64]:
@@ -154,4 +154,4 @@ def majority_batch(labels: ArrayLike) -> NDArray[np.float64]:
     counts, _, n = _batch_counts(labels)
     if n == 0:
         return np.zeros(counts.shape[0])
-    return counts.max(axis=1) / n
+    return np.asarray(counts.max(axis=1) / n, dtype=np.float64)

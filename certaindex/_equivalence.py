@@ -33,7 +33,8 @@ _REL_TOL = Fraction(1, 10**6)  # math-verify's default float_rounding is 6 digit
 
 
 def _numbers_equal(a: Fraction, b: Fraction) -> bool:
-    return abs(a - b) <= _REL_TOL * max(1, abs(a), abs(b))
+    scale: Fraction = max(Fraction(1), abs(a), abs(b))
+    return abs(a - b) <= _REL_TOL * scale
 
 
 class Equivalence:

@@ -46,9 +46,10 @@ def token_confidence(top_logprobs: Sequence[Sequence[float]] | ArrayLike) -> NDA
     if arr is not None and arr.ndim == 2:
         finite = np.isfinite(arr)
         k = np.maximum(finite.sum(axis=1), 1)
-        return -np.where(finite, arr, 0.0).sum(axis=1) / k
-    out = np.empty(len(top_logprobs))
-    for i, row in enumerate(top_logprobs):
+        return np.asarray(-np.where(finite, arr, 0.0).sum(axis=1) / k, dtype=np.float64)
+    rows = list(top_logprobs)  # type: ignore[arg-type]  # ragged rows: a sequence of sequences
+    out = np.empty(len(rows))
+    for i, row in enumerate(rows):
         vals = np.asarray(row, dtype=float)
         vals = vals[np.isfinite(vals)]
         out[i] = -vals.mean() if vals.size else 0.0

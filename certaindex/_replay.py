@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-from certaindex._answers import extract_answer
 from certaindex._calibration import ProfilingRecord
 from certaindex._defaults import ESC_WINDOW
 from certaindex._entropy import majority_fraction, majority_vote, normalized_entropy
@@ -23,6 +22,7 @@ from certaindex._equivalence import Equivalence, default_equivalence
 from certaindex._reward import RewardScale, max_reward, mean_reward
 from certaindex._stopping import beta_stop, dirichlet_stop, esc_window
 from certaindex._tokens import approx_tokens
+from certaindex._traces import parse_trace, sample_answers
 
 __all__ = ["agreement_measures", "records_from_trace"]
 
@@ -50,7 +50,7 @@ def _score(sample: Mapping[str, Any]) -> float | None:
 
 
 def records_from_trace(
-    trace: Mapping[str, Any],
+    trace: Mapping[str, Any],  # a decoded trace line (see :func:`~certaindex.read_traces`)
     *,
     algorithm: str = "sc",
     round_size: int = 1,
@@ -81,10 +81,11 @@ def records_from_trace(
     if round_size < 1:
         raise ValueError(f"round_size must be >= 1, got {round_size}")
     eq = equivalence or default_equivalence()
+    parse_trace(trace, where=f"trace {trace.get('id')!r}")  # a TraceError, not a KeyError, for a bad line
     samples = list(trace["samples"])[:max_samples]
     if not samples:
         return []
-    answers = [s["answer"] if "answer" in s else extract_answer(s.get("text", "")) for s in samples]
+    answers, _ = sample_answers(parse_trace({**trace, "samples": samples}))  # recorded answer first
     labels = eq.cluster(answers)
     reference = trace.get("reference")
     correct = [
@@ -97,7 +98,7 @@ def records_from_trace(
     tokens = [int(s["tokens"]) if s.get("tokens") is not None else approx_tokens(s.get("text", "")) for s in samples]
     scores = [_score(s) for s in samples]
     has_scores = all(v is not None for v in scores)
-    first_of = {}
+    first_of: dict[Hashable, int] = {}
     for i, label in enumerate(labels):
         first_of.setdefault(label, i)
 

@@ -76,7 +76,7 @@ def beta_batch(labels: ArrayLike, prior: float = 1.0) -> NDArray[np.float64]:
     v = np.arange(n + 1, dtype=float)
     table = special.betainc(v[None, :] + prior, v[:, None] + prior, 0.5)  # table[v1, v2]
     table[0, :] = 0.0  # no answer at all
-    return np.clip(table[v1, v2], 0.0, 1.0)
+    return np.asarray(np.clip(table[v1, v2], 0.0, 1.0), dtype=np.float64)
 
 
 def dirichlet_stop(labels: Sequence[Hashable | None], prior: float = 1.0) -> Certainty:
