@@ -1,9 +1,9 @@
 """Graders: is an answer right? Math through math-verify, code by running it against tests.
 
 Math answers go through :class:`certaindex.Equivalence` (canonical keys and exact numbers
-first, math-verify in a killable worker for the rest). Code runs in the sandbox of
-:mod:`eval._sandbox`: a fresh temporary directory, a new process group killed on timeout,
-address-space, CPU and file-size limits, sockets and subprocesses blocked.
+first, math-verify in a killable worker for the rest). Code runs in the OS sandbox of
+:mod:`eval._sandbox` (bubblewrap namespaces, seccomp, resource limits; see docs/sandbox.md),
+and its grade is the harness's verified report, never the program's exit status.
 
 For self-consistency on code, :meth:`CodeGrader.behaviour` runs a candidate on the problem's
 visible example calls and returns a *behaviour signature*: two programs have equal
@@ -16,15 +16,14 @@ from __future__ import annotations
 import ast
 import asyncio
 import hashlib
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from certaindex import Equivalence, extract_answer, extract_code
 from eval._datasets import Problem
-from eval._sandbox import SandboxResult, run_python
+from eval._sandbox import Check, CheckRun, Limits, run_checks
 
 __all__ = ["CodeGrader", "Grade", "MathGrader", "candidate_program", "shared_math_grader"]
 
@@ -105,62 +104,41 @@ def candidate_program(problem: Problem, text: str) -> str | None:
     return code
 
 
-# Runs inside the sandbox after the candidate: each visible call with its own alarm, the
-# results written to a duplicate of stdout taken first, so the program cannot hide them.
-_BEHAVIOUR = """
-import json as _json, os as _os, signal as _signal
-_res = _os.fdopen(_os.dup(1), "w")
-def _alarm(signum, frame):
-    raise TimeoutError
-_signal.signal(_signal.SIGALRM, _alarm)
-def _call(src, env, seconds):
-    _signal.setitimer(_signal.ITIMER_REAL, seconds)
-    try:
-        return eval(src, env)
-    finally:
-        _signal.setitimer(_signal.ITIMER_REAL, 0)
-_env = {"__name__": "__sandbox__"}
-_out = {"loaded": True, "results": []}
-_signal.setitimer(_signal.ITIMER_REAL, LOAD_S)
-try:
-    exec(PROGRAM, _env)
-except BaseException:
-    _out["loaded"] = False
-finally:
-    _signal.setitimer(_signal.ITIMER_REAL, 0)
-if _out["loaded"]:
-    for _c in CALLS:
-        try:
-            _v = _call(_c, dict(_env), CALL_S)
-            _out["results"].append("=" + repr(_v)[:2000])
-        except TimeoutError:
-            _out["results"].append("!timeout")
-        except BaseException as _e:
-            _out["results"].append("!" + type(_e).__name__)
-_res.write("@@BEHAVIOUR@@" + _json.dumps(_out) + "\\n")
-_res.flush()
-"""
-
-
 class CodeGrader:
     """Runs candidate programs against a problem's tests in the sandbox.
 
     Parameters
     ----------
     timeout:
-        Wall-clock seconds one run may take (the process group is killed after).
+        Wall-clock seconds one run may take (the sandbox and every process in it are killed after).
     memory_mb:
-        Address-space limit of a run.
+        Address-space limit of each process of a run.
     workers:
-        Sandbox runs at once (each is a process; keep it at the core count).
+        Sandbox runs at once (each is a process; keep it near the core count).
     cache_size:
         Results remembered by (problem, program) hash; repeated grading of the same answer is free.
+    unsafe_exec:
+        Where no isolation is available, run programs anyway as plain subprocesses (with the same
+        limits) instead of raising :class:`~eval._sandbox.SandboxUnavailable`.
+    limits:
+        Further bounds (processes, output, tmpfs); ``timeout`` and ``memory_mb`` override its fields.
     """
 
-    def __init__(self, *, timeout: float = 10.0, memory_mb: int = 1024, workers: int = 2, cache_size: int = 4096):
+    def __init__(
+        self,
+        *,
+        timeout: float = 10.0,
+        memory_mb: int = 1024,
+        workers: int = 2,
+        cache_size: int = 4096,
+        unsafe_exec: bool = False,
+        limits: Limits | None = None,
+    ):
         self.timeout = timeout
         self.memory_mb = memory_mb
         self.cache_size = cache_size
+        self.unsafe_exec = unsafe_exec
+        self.limits = replace(limits or Limits(), timeout=timeout, memory_mb=memory_mb)
         self._slots = threading.BoundedSemaphore(max(1, workers))
         self._cache: OrderedDict[tuple[str, str, str], object] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -168,7 +146,8 @@ class CodeGrader:
     # -- public --------------------------------------------------------------------------------
 
     def grade(self, problem: Problem, response: str | None) -> Grade:
-        """Run the program in ``response`` followed by the problem's tests; correct when all pass."""
+        """Run the program in ``response``, then the problem's tests; correct when the harness
+        reports (under this run's token) that the program loaded and the tests ran without raising."""
         if problem.tests is None:
             raise ValueError(f"problem {problem.id} has no tests to grade code against")
         code = None if response is None else candidate_program(problem, response)
@@ -177,8 +156,12 @@ class CodeGrader:
         hit, cached = self._cached("grade", problem, code)
         if hit:
             return cached  # type: ignore[return-value]
-        result = self._run(f"{code}\n\n{problem.tests}")
-        grade = Grade(result.status == "ok", result.status, _tail(result.stderr))
+        run = self._run(code, [Check(problem.tests, seconds=self.timeout)])
+        if run.passed:
+            grade = Grade(True, "ok")
+        else:
+            timed_out = run.result.status == "timeout" or "T" in run.outcomes or run.detail == "load: timed out"
+            grade = Grade(False, "timeout" if timed_out else "error", _tail(run.detail))
         self._store("grade", problem, code, grade)
         return grade
 
@@ -188,9 +171,9 @@ class CodeGrader:
     def behaviour(self, problem: Problem, response: str | None, *, calls: Sequence[str] | None = None) -> str | None:
         """The behaviour signature of the program in ``response`` on the visible examples.
 
-        None when there is no program or it fails to load. Without example calls the
-        signature is the program's normalised syntax tree (agreement then means identical code
-        up to formatting and comments).
+        None when there is no program, it fails to load, or no verified report came back.
+        Without example calls the signature is the program's normalised syntax tree (agreement
+        then means identical code up to formatting and comments).
         """
         code = None if response is None else candidate_program(problem, response)
         if code is None:
@@ -204,29 +187,19 @@ class CodeGrader:
         hit, cached = self._cached("behaviour", problem, code)
         if hit:
             return cached  # type: ignore[return-value]
-        script = (
-            f"PROGRAM = {code!r}\nCALLS = {list(calls)!r}\n"
-            f"LOAD_S = {max(1.0, self.timeout / 4)!r}\nCALL_S = {max(0.5, self.timeout / (2 * len(calls)))!r}\n"
-            + _BEHAVIOUR
-        )
-        result = self._run(script)
-        signature: str | None = None
-        for line in result.stdout.splitlines():
-            if line.startswith("@@BEHAVIOUR@@"):
-                out = json.loads(line.removeprefix("@@BEHAVIOUR@@"))
-                if out["loaded"]:
-                    signature = _digest("\x1f".join(out["results"]))
+        seconds = max(0.5, self.timeout / (2 * len(calls)))
+        run = self._run(code, [Check(call, seconds=seconds, mode="eval") for call in calls])
+        signature = None
+        if run.verified and run.loaded:
+            signature = _digest("\x1f".join(_signature_item(o) for o in run.outcomes))
         self._store("behaviour", problem, code, signature)
         return signature
 
-    async def behaviour_async(self, problem: Problem, response: str | None) -> str | None:
-        return await asyncio.to_thread(self.behaviour, problem, response)
-
     # -- internals -----------------------------------------------------------------------------
 
-    def _run(self, script: str) -> SandboxResult:
+    def _run(self, program: str, checks: list[Check]) -> CheckRun:
         with self._slots:
-            return run_python(script, timeout=self.timeout, memory_mb=self.memory_mb)
+            return run_checks(program, checks, limits=self.limits, unsafe_exec=self.unsafe_exec)
 
     def _cached(self, what: str, problem: Problem, code: str) -> tuple[bool, object]:
         key = (problem.id, what, _digest(code))
@@ -241,6 +214,15 @@ class CodeGrader:
             self._cache[(problem.id, what, _digest(code))] = value
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
+
+
+def _signature_item(outcome: str) -> str:
+    """A check's outcome as it enters a behaviour signature: the value, or how it failed."""
+    if outcome.startswith("="):
+        return outcome
+    if outcome == "T":
+        return "!timeout"
+    return "!" + ("AssertionError" if outcome == "F" else outcome.removeprefix("E"))
 
 
 def _digest(text: str) -> str:

