@@ -376,12 +376,14 @@ def certify(
     walk = [steps[t] for t in passed]
     stopped_at = None if failed is None else steps[failed]
     n_cert = len(cert)
-    floor = (1.0 - target) ** n_cert / (binomial_share if method == "ltt-paired" else 1.0)
+    share = binomial_share if method == "ltt-paired" else 1.0
+    floor = (1.0 - target) ** n_cert / share
     if floor > delta:
+        needed = np.log(1.0 / (share * delta)) / -np.log1p(-target) if target > 0 else float("inf")
         notes.append(
             f"{n_cert} certify queries cannot certify {100 * target:g} pt at {confidence:g} without helps: "
-            f"with no harm the p-value is {floor:.3f} > {delta:g} (about {np.log(1 / delta) / target:.0f} "
-            "harm-free queries are needed)"
+            f"with no harm the p-value is {floor:.3f} > {delta:g} (about {needed:.0f} harm-free certify "
+            "queries are needed)"
         )
     if not passed:
         notes.append("no threshold of the chosen family member was certified: run to the full budget")

@@ -236,7 +236,7 @@ class StopRule:
                 cert_known = {f.name for f in fields(Certification)}
                 if extra := sorted(set(cert) - cert_known):
                     raise RuleError(f"certification: unknown field(s) {', '.join(extra)}")
-                data["certification"] = Certification(**cert)
+                data["certification"] = Certification(**{"bound": None, "confidence": None, **cert})
             rule = cls(**data)
         except RuleError as exc:
             raise RuleError(f"{where}: {exc}") from None

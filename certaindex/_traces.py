@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from certaindex._answers import canonical_key, extract_answer
+from certaindex._answers import extract_answer
 from certaindex._choice import choice_key, extract_option, normalize_options
 from certaindex._equivalence import Equivalence
 from certaindex._reward import RewardScale
@@ -207,9 +207,7 @@ def _labels(
         return [choice_key(a, options or None) for a in answers]
     if kind == "code":
         return [a for a in answers]  # behaviour signatures: equal strings agree
-    if eq is not None:
-        return list(eq.cluster(answers))
-    return [canonical_key(a) for a in answers]
+    return list((eq or Equivalence(symbolic=False)).cluster(answers))
 
 
 def _correct(trace: Trace, answers: Sequence[str | None], kind: AnswerKind, eq: Equivalence | None) -> list[bool]:
@@ -224,10 +222,8 @@ def _correct(trace: Trace, answers: Sequence[str | None], kind: AnswerKind, eq: 
             out.append(a is not None and ref is not None and choice_key(a, trace.options or None) == ref)
         elif kind == "code":
             raise TraceError(f"trace {trace.id!r}: code samples need a recorded 'correct' (tests were not run)")
-        elif eq is not None:
-            out.append(eq.equal(a, trace.reference))
         else:
-            out.append(a is not None and canonical_key(a) == canonical_key(trace.reference))
+            out.append((eq or Equivalence(symbolic=False)).equal(a, trace.reference))
     return out
 
 
@@ -243,7 +239,8 @@ def trajectories_from_traces(
 ) -> list[Trajectory]:
     """One trajectory per trace (a check after every sample), in the recorded sample order.
 
-    ``equivalence`` clusters math answers (None: canonical keys only). Reward measures
+    ``equivalence`` clusters and grades math answers (None: the cheap paths only, canonical
+    keys and numbers, no math-verify). Reward measures
     (``reward_mean``, ``reward_max``) are added when every sample has a ``score``. Token
     counts are the recorded ones, else approximated from the text (``meta["tokens_exact"]``
     says which).

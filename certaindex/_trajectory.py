@@ -172,7 +172,7 @@ class _LabelValues(Mapping[str, NDArray[np.float64]]):
         return len(self._cache)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # arrays inside: equality is identity
 class Trajectory:
     """One query at each check: samples drawn, measure values, answer correctness, tokens.
 
