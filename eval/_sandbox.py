@@ -127,6 +127,8 @@ class Check:
     mode: Literal["exec", "eval"] = "exec"
     """``exec``: statements, outcome ``P`` (ran), ``F`` (AssertionError), ``T`` (alarm), ``E<Type>``.
     ``eval``: an expression, outcome ``=<repr of its value>`` or ``T`` / ``E<Type>``."""
+    always: bool = False
+    """Run even after ``stop_after_timeouts`` checks timed out (a final, decisive test)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +248,8 @@ def _bootstrap():
             _setitimer(_real, 0)
     except BaseException as exc:
         loaded, detail = "0", ("load: timed out" if _isinstance(exc, _Alarm) else _describe(exc))
-    for source, seconds, mode in checks if loaded == "1" else ():
-        if stop_after is not None and slow >= stop_after:
+    for source, seconds, mode, always in checks if loaded == "1" else ():
+        if stop_after is not None and slow >= stop_after and not always:
             outcomes.append("T")
             continue
         try:
@@ -587,7 +589,7 @@ def run_checks(
         "mode": "checks",
         "token": token,
         "program": program,
-        "checks": [(c.source, c.seconds, c.mode) for c in checks],
+        "checks": [(c.source, c.seconds, c.mode, c.always) for c in checks],
         "load_seconds": load_seconds if load_seconds is not None else max(1.0, bounds.timeout / 4),
         "stop_after_timeouts": stop_after_timeouts,
     }

@@ -12,9 +12,10 @@ writes ``dynasor/data/traces/humaneval_codet.jsonl.gz`` in the trace format of D
 - ``correct``: whether it passes the real HumanEval ``check``;
 - ``tokens``: :func:`certaindex.approx_tokens` of the completion (the source has no counts).
 
-Runs are parallel on ``--workers`` processes; per-problem results are cached in
-``--cache`` so an interrupted build resumes, and an existing output is kept unless
-``--force``.
+Every completion runs in the OS sandbox of ``eval/_sandbox.py`` (see docs/sandbox.md); where
+none is available the build stops unless ``--unsafe-exec``. Runs are parallel on ``--workers``
+processes; per-problem results are cached in ``--cache`` so an interrupted build resumes, and an
+existing output is kept unless ``--force``.
 
 Usage::
 
@@ -34,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from certaindex import approx_tokens
-from eval._sandbox import run_python
+from eval._sandbox import Check, Limits, run_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -48,52 +49,9 @@ CACHE = Path.home() / ".cache" / "dynasor" / "humaneval_codet_runs.jsonl"
 MAX_TESTS = 50  # most frequent distinct model-written asserts kept per problem
 STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # HumanEval's completion stop sequences
 
-# Runs inside the sandbox: load the program, run each generated assert with its own alarm,
-# then the real HumanEval check. The result goes to a dup of stdout taken before the
-# program runs, so a program that closes or redirects stdout cannot hide it.
-_HARNESS = """
-import json as _json, os as _os, signal as _signal
-_res = _os.fdopen(_os.dup(1), "w")
-def _alarm(signum, frame):
-    raise TimeoutError
-_signal.signal(_signal.SIGALRM, _alarm)
-def _run(src, env, seconds):
-    _signal.setitimer(_signal.ITIMER_REAL, seconds)
-    try:
-        exec(src, env)
-    finally:
-        _signal.setitimer(_signal.ITIMER_REAL, 0)
-_env = {"__name__": "__sandbox__"}
-_out = {"loaded": True, "signature": "", "correct": False}
-try:
-    _run(PROGRAM, _env, 3.0)
-except BaseException:
-    _out["loaded"] = False
-if _out["loaded"]:
-    _sig, _slow = [], 0
-    for _t in GENERATED:
-        if _slow >= 3:  # a program that loops on three tests loops on the rest
-            _sig.append("T")
-            continue
-        try:
-            _run(_t, dict(_env), 0.25)
-            _sig.append("P")
-        except AssertionError:
-            _sig.append("F")
-        except TimeoutError:
-            _sig.append("T")
-            _slow += 1
-        except BaseException:
-            _sig.append("E")
-    _out["signature"] = "".join(_sig)
-    try:
-        _run(CHECK + "\\ncheck(" + ENTRY + ")", dict(_env), 5.0)
-        _out["correct"] = True
-    except BaseException:
-        pass
-_res.write("@@RESULT@@" + _json.dumps(_out) + "\\n")
-_res.flush()
-"""
+GENERATED_S = 0.25  # alarm of one model-written assert
+CHECK_S = 5.0  # alarm of the real HumanEval check
+SIGNATURE = {"P": "P", "F": "F", "T": "T"}  # any other outcome (an exception) is "E"
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -146,24 +104,35 @@ def truncate(completion: str) -> str:
     return completion[:cut]
 
 
-def run_sample(prompt: str, completion: str, tests: list[str], check: str, entry: str) -> dict:
-    code = (
-        f"PROGRAM = {prompt + truncate(completion)!r}\nGENERATED = {tests!r}\n"
-        f"CHECK = {check!r}\nENTRY = {entry!r}\n" + _HARNESS
+def run_sample(
+    prompt: str, completion: str, tests: list[str], check: str, entry: str, *, unsafe_exec: bool = False
+) -> dict:
+    """Run one completion in the sandbox: its signature on the generated asserts (a program that
+    times out on three of them is marked ``T`` on the rest unrun) and whether it passes ``check``.
+    All three come from the harness's verified report; no report means the program did not load."""
+    checks = [Check(t, seconds=GENERATED_S) for t in tests]
+    checks.append(Check(f"{check}\ncheck({entry})", seconds=CHECK_S, always=True))
+    run = run_checks(
+        prompt + truncate(completion),
+        checks,
+        limits=Limits(timeout=20.0, memory_mb=2048),
+        load_seconds=3.0,
+        stop_after_timeouts=3,
+        unsafe_exec=unsafe_exec,
     )
-    result = run_python(code, timeout=20.0, memory_mb=2048)
-    for line in result.stdout.splitlines():
-        if line.startswith("@@RESULT@@"):
-            return json.loads(line.removeprefix("@@RESULT@@"))
-    return {"loaded": False, "signature": "", "correct": False}
+    if not (run.verified and run.loaded):
+        return {"loaded": False, "signature": "", "correct": False}
+    *generated, final = run.outcomes
+    signature = "".join(SIGNATURE.get(o, "E") for o in generated)
+    return {"loaded": True, "signature": signature, "correct": final == "P"}
 
 
-def build_problem(row: dict, test_row: dict, problem: dict) -> dict:
+def build_problem(row: dict, test_row: dict, problem: dict, *, unsafe_exec: bool = False) -> dict:
     entry = problem["entry_point"]
     tests = generated_tests(test_row, entry)
     samples = []
     for completion in row["samples"]:
-        res = run_sample(row["prompt"], completion, tests, problem["test"], entry)
+        res = run_sample(row["prompt"], completion, tests, problem["test"], entry, unsafe_exec=unsafe_exec)
         samples.append(
             {
                 "text": completion,
@@ -189,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--limit", type=int, default=None, help="first N problems only (testing)")
     parser.add_argument("--force", action="store_true", help="rebuild even if --out exists")
+    parser.add_argument(
+        "--unsafe-exec",
+        action="store_true",
+        help="run the programs without isolation where bubblewrap cannot sandbox them (never the default)",
+    )
     args = parser.parse_args(argv)
     if args.out.exists() and not args.force:
         print(f"{args.out} exists; --force to rebuild")
@@ -201,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [j for j in joined if j[2]["task_id"] not in done]
     print(f"{len(joined)} problems, {len(done)} cached, {len(todo)} to run", file=sys.stderr)
     with ThreadPoolExecutor(args.workers) as pool, args.cache.open("a", encoding="utf-8") as cache:
-        for i, record in enumerate(pool.map(lambda j: build_problem(*j), todo), 1):
+        for i, record in enumerate(pool.map(lambda j: build_problem(*j, unsafe_exec=args.unsafe_exec), todo), 1):
             done[record["id"]] = record
             cache.write(json.dumps(record) + "\n")
             cache.flush()
