@@ -5,8 +5,9 @@ holds, per SVAMP question, 30 Python programs sampled from code-davinci-002 (T=0
 prompt) and the gold answer. It records no per-sample answer, so every program runs in the
 sandbox (``eval._sandbox.run_checks``) and its ``ans`` variable is read back:
 
-- ``answer``: ``|ans|`` as a number string (``"17"``, ``"0.5357142857"``), as PoT votes on the
-  absolute value; ``null`` when the program fails, sets no ``ans`` or sets a non-number;
+- ``answer``: ``ans`` as a number string (``"17"``, ``"0.5357142857"``), signed as in the run that
+  wrote the file (its recorded majorities include negative values); ``null`` when the program fails,
+  sets no ``ans`` or sets a non-number;
 - ``correct``: the value rounded to the precision of the shorter of it and the gold answer
   (PoT's SVAMP rule) equals the gold answer;
 - order: PoT stores the 30 completions sorted by total log-probability, not in the order they
@@ -135,7 +136,7 @@ def build_question(
     programs: Sequence[str] = record["generated"]
     outcomes = {program: execute(program) for program in dict.fromkeys(programs)}
     gold = float(record["answer"])
-    values = [None if (v := value_of(outcomes[p])) is None else abs(v) for p in programs]  # PoT votes on |ans|
+    values = [value_of(outcomes[p]) for p in programs]
     answers = [None if v is None else number_key(v) for v in values]
     samples = [
         {
@@ -155,10 +156,10 @@ def build_question(
         "reference": number_key(gold),
         "kind": "math",
         "tokens_approx": True,
-        "source_majority": None if executed is None else number_key(abs(float(executed))),
+        "source_majority": None if executed is None else number_key(float(executed)),
         "majority_matches_source": bool(votes)
         and executed is not None
-        and votes.most_common(1)[0][0] == number_key(abs(float(executed))),
+        and votes.most_common(1)[0][0] == number_key(float(executed)),
         "samples": samples,
     }
 

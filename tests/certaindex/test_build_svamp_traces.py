@@ -96,7 +96,7 @@ def test_build_question_runs_each_distinct_program_once(build: ModuleType) -> No
     assert sorted(calls) == sorted(set(programs))
     assert row["id"] == "svamp-3" and row["reference"] == "51" and row["majority_matches_source"]
     by_rank = {s["logprob_rank"]: s for s in row["samples"]}
-    assert [by_rank[i]["answer"] for i in range(5)] == ["51", "51", "3", None, None]  # |ans| is voted on
+    assert [by_rank[i]["answer"] for i in range(5)] == ["51", "51", "-3", None, None]
     assert [by_rank[i]["correct"] for i in range(5)] == [True, True, False, False, False]
     assert all(by_rank[i]["text"] == programs[i] for i in range(5))
     assert [s["logprob_rank"] for s in row["samples"]] == build.sampling_order(5, 3)
@@ -133,7 +133,7 @@ def test_summary_counts_majority_and_abstentions(build: ModuleType) -> None:
 
 def test_bundled_traces_are_well_formed() -> None:
     rows = [json.loads(line) for line in BUNDLED.read_text(encoding="utf-8").splitlines()]
-    assert len(rows) == 46 and len({r["id"] for r in rows}) == 46
+    assert len(rows) == 59 and len({r["id"] for r in rows}) == 59
     for row in rows:
         assert row["kind"] == "math" and row["tokens_approx"] is True and row["majority_matches_source"]
         assert sorted(s["logprob_rank"] for s in row["samples"]) == list(range(30))
