@@ -63,6 +63,8 @@ class EvalConfig:
     fields: Mapping[str, str] = field(default_factory=dict)
     split: str = "test"
     grade_timeout: float = 10.0
+    unsafe_exec: bool = False
+    """Run model-written code without isolation where the sandbox is unavailable (never silently)."""
     api_key: str | None = None
     scorer: str | None = "auto"
     """Reward scorer behind ``ctx.score`` (``mcts``, ``rebase``, reward votes): a name of
@@ -99,7 +101,7 @@ class Evaluator:
         self.backend = backend
         self.results = results
         self.math = shared_math_grader()
-        self.code = CodeGrader(timeout=config.grade_timeout)
+        self.code = CodeGrader(timeout=config.grade_timeout, unsafe_exec=config.unsafe_exec)
         allocator = config.allocator or AllocatorConfig.bundled()
         self.arms: dict[str, Runtime] = {
             "early": Runtime(backend.make(), policy=config.policy, allocator=allocator, scorer=self._scorer())

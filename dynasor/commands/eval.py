@@ -71,6 +71,14 @@ def eval_command(
         ),
     ] = "auto",
     grade_timeout: Annotated[float, typer.Option(help="Seconds a code candidate may run when graded.")] = 10.0,
+    unsafe_exec: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-exec",
+            help="Run model-written code WITHOUT isolation where the bubblewrap sandbox is unavailable "
+            "(by default such runs are refused).",
+        ),
+    ] = False,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
 ) -> None:
     """Evaluate Certaindex early exit on a dataset: accuracy, tokens, savings, plots; resumable."""
@@ -125,6 +133,7 @@ def eval_command(
         fields=_pairs(field, "--field"),
         split=split,
         grade_timeout=grade_timeout,
+        unsafe_exec=unsafe_exec,
         scorer=None if scorer == "none" else scorer,
     )
     progress = Progress(
