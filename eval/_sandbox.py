@@ -470,7 +470,7 @@ def _communicate(
     return status, bytes(reads[proc.stdout.fileno()][:cap]), bytes(reads[proc.stderr.fileno()][:cap]), report
 
 
-def _init_pid(info: bytes) -> int | None:
+def _init_pid(info: bytes | bytearray) -> int | None:
     try:
         return int(json.loads(info)["child-pid"])
     except (ValueError, KeyError, TypeError):
