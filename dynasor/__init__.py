@@ -9,7 +9,8 @@ from dynasor._exceptions import (
     PolicyError,
     QueueFull,
 )
-from dynasor._query import Budget, ExitReason, Query, QueryResult, TrajectoryPoint, Usage
+from dynasor._query import Budget, Query, QueryResult, TrajectoryPoint, Usage
+from dynasor._state import ExitReason, QueryStats, RequestRecord
 from dynasor.allocator import Allocator, AllocatorConfig, StopRule
 from dynasor.runtime import Runtime
 
@@ -26,7 +27,9 @@ __all__ = [
     "PolicyError",
     "Query",
     "QueryResult",
+    "QueryStats",
     "QueueFull",
+    "RequestRecord",
     "Runtime",
     "StopRule",
     "TrajectoryPoint",

@@ -5,32 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from algorithms.protocol import ChatMessage
-from dynasor.sched.scheduler import RequestRecord
+from dynasor._state import ExitReason, RequestRecord
 
-__all__ = ["Budget", "ExitReason", "Query", "QueryResult", "TrajectoryPoint", "Usage"]
-
-
-class ExitReason(StrEnum):
-    """Why a query ended."""
-
-    CONFIDENT = "confident"
-    """Certaindex reached the stopping threshold."""
-    BUDGET = "budget"
-    """The sample, token or step cap was spent."""
-    HOPELESS = "hopeless"
-    """Certaindex stayed too low: more compute was unlikely to help."""
-    DEADLINE = "deadline"
-    """The deadline passed, or the next step could not finish before it."""
-    COMPLETED = "completed"
-    """The program finished on its own before any cap."""
-    ERROR = "error"
-    """The engine failed; the best answer so far is returned."""
-    CANCELLED = "cancelled"
-    """The client cancelled the query."""
+__all__ = ["Budget", "Query", "QueryResult", "TrajectoryPoint", "Usage"]
 
 
 @dataclass(frozen=True, slots=True)

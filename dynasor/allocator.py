@@ -33,8 +33,7 @@ import yaml
 
 from certaindex import Certainty
 from dynasor._exceptions import ConfigError
-from dynasor._query import ExitReason
-from dynasor.sched.policy import QueryStats
+from dynasor._state import ExitReason, QueryStats
 
 __all__ = ["Action", "Allocator", "AllocatorConfig", "Decision", "StopRule"]
 

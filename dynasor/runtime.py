@@ -20,11 +20,13 @@ from algorithms import make_program
 from algorithms.protocol import ChatMessage, Completion, GenerateRequest, Program, QueryInfo
 from certaindex import Certainty
 from dynasor._exceptions import ConfigError, QueueFull
-from dynasor._query import ExitReason, Query, QueryResult, TrajectoryPoint, Usage
+from dynasor._query import Query, QueryResult, TrajectoryPoint, Usage
+from dynasor._state import ExitReason, QueryStats, RequestRecord
 from dynasor.allocator import Action, Allocator, AllocatorConfig
 from dynasor.engine.base import Backend, Capacity, Scorer
-from dynasor.sched.policy import GangPolicy, QueryStats, make_policy
-from dynasor.sched.scheduler import Gang, GangScheduler, RequestRecord
+from dynasor.sched.gang import Gang
+from dynasor.sched.policy import GangPolicy, make_policy
+from dynasor.sched.scheduler import GangScheduler
 
 __all__ = ["Runtime"]
 

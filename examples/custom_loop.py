@@ -2,7 +2,7 @@
 
 from algorithms import Context, GenerateRequest, Program, chat_prompt
 from certaindex import cluster_answers, extract_answer, majority_vote, normalized_entropy
-from dynasor._query import Query
+from dynasor import Query
 from dynasor.allocator import AllocatorConfig, StopRule
 from dynasor.clock import run
 from dynasor.engine.sim import SimBackend

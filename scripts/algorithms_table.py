@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from certaindex import answers_equal
-from dynasor._query import Query
+from dynasor import Query
 from dynasor.allocator import AllocatorConfig, StopRule
 from dynasor.clock import run
 from dynasor.engine.base import Scorer

@@ -16,15 +16,14 @@ import random
 import time
 
 from algorithms.protocol import GenerateRequest
-from dynasor._query import Query
+from dynasor import Query
 from dynasor.allocator import AllocatorConfig
 from dynasor.clock import run
 from dynasor.engine.base import Capacity
 from dynasor.engine.sim import SimBackend, SimEngine, load_profile
 from dynasor.engine.sources import SyntheticSource
 from dynasor.runtime import Runtime
-from dynasor.sched.policy import POLICIES, QueryStats, make_policy
-from dynasor.sched.scheduler import Gang, GangScheduler
+from dynasor.sched import POLICIES, Gang, GangScheduler, QueryStats, make_policy
 
 REQUEST = GenerateRequest("benchmark prompt", 512)
 

@@ -7,7 +7,7 @@ import textwrap
 import tomllib
 from pathlib import Path
 
-from dynasor._query import Query
+from dynasor import Query
 from dynasor.allocator import AllocatorConfig, StopRule
 from dynasor.clock import run
 from dynasor.engine.sim import SimBackend

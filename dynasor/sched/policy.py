@@ -11,12 +11,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from dynasor._exceptions import PolicyError
-
-if TYPE_CHECKING:
-    from dynasor.sched.scheduler import Gang
+from dynasor.sched.gang import Gang
 
 __all__ = [
     "POLICIES",
@@ -25,39 +23,8 @@ __all__ = [
     "GangPolicy",
     "LeastAttainedServicePolicy",
     "QueryFCFSPolicy",
-    "QueryStats",
     "make_policy",
 ]
-
-
-@dataclass(eq=False)
-class QueryStats:
-    """What policies may know of a query; the runtime keeps it current."""
-
-    id: str
-    arrival: float
-    """Loop time the query was admitted."""
-    deadline: float | None = None
-    """Absolute loop time by which the query should finish (None: no SLO)."""
-    max_samples: int | None = None
-    max_tokens: int | None = None
-    samples: int = 0
-    """Completed sub-requests."""
-    attained_tokens: int = 0
-    """Completion tokens generated for the query so far (its attained service)."""
-    steps: int = 0
-    certaindex: float = 0.0
-    """Latest reported certaindex (0 before the first report)."""
-    demoted: bool = False
-    """Set by the allocator for queries that look hopeless."""
-    expected_samples: float | None = None
-    """Sub-requests finished queries of the same algorithm used on average (None: none yet)."""
-    prior_request_tokens: float | None = None
-    """Completion tokens per sub-request seen across queries (None: none yet)."""
-
-    def mean_request_tokens(self, prior: float) -> float:
-        """Observed completion tokens per sub-request, ``prior`` before any finished."""
-        return self.attained_tokens / self.samples if self.samples else prior
 
 
 class GangPolicy(ABC):
@@ -88,7 +55,7 @@ class QueryFCFSPolicy(GangPolicy):
     name = "query-fcfs"
 
     def key(self, gang: Gang) -> tuple[float, ...]:
-        return (gang.query.arrival, gang.submitted)
+        return (gang.stats.arrival, gang.submitted)
 
 
 class LeastAttainedServicePolicy(GangPolicy):
@@ -97,7 +64,7 @@ class LeastAttainedServicePolicy(GangPolicy):
     name = "las"
 
     def key(self, gang: Gang) -> tuple[float, ...]:
-        return (gang.query.attained_tokens, gang.query.arrival)
+        return (gang.stats.attained_tokens, gang.stats.arrival)
 
 
 @dataclass
@@ -125,10 +92,10 @@ class DynasorPolicy(GangPolicy):
     """Remaining sub-requests assumed for a query without a sample cap."""
 
     def key(self, gang: Gang) -> tuple[float, ...]:
-        return (self.predicted_work(gang) + self.aging * gang.query.arrival, gang.submitted)
+        return (self.predicted_work(gang) + self.aging * gang.stats.arrival, gang.submitted)
 
     def predicted_work(self, gang: Gang) -> float:
-        query = gang.query
+        query = gang.stats
         prior = gang.max_tokens_mean
         if query.prior_request_tokens is not None:
             prior = min(prior, query.prior_request_tokens)

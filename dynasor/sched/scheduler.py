@@ -14,13 +14,15 @@ import contextlib
 import heapq
 import itertools
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from algorithms.protocol import Completion, GenerateRequest
+from dynasor._state import QueryStats, RequestRecord
 from dynasor.engine.base import Backend, Capacity, EngineRequest
-from dynasor.sched.policy import GangPolicy, QueryStats
+from dynasor.sched.gang import Gang
+from dynasor.sched.policy import GangPolicy
 
-__all__ = ["Dispatch", "Gang", "GangScheduler", "RequestRecord", "estimate_prompt_tokens"]
+__all__ = ["Dispatch", "GangScheduler", "estimate_prompt_tokens"]
 
 # Characters per token for the KV estimate of a prompt before the engine has tokenised it.
 _CHARS_PER_TOKEN = 4
@@ -35,35 +37,6 @@ def estimate_prompt_tokens(request: GenerateRequest) -> int:
     return chars // _CHARS_PER_TOKEN + 1
 
 
-@dataclass(eq=False)
-class Gang:
-    """The sub-requests of one program step, dispatched all together or not at all."""
-
-    query: QueryStats
-    requests: Sequence[GenerateRequest]
-    submitted: float
-    request_kv: Sequence[int]
-    """Estimated KV-cache tokens each request holds while running."""
-    seq: int = 0
-    """Submission number, the tie-breaker."""
-    priority: int = 0
-    """Engine priority given at dispatch (lower runs first)."""
-    dispatched: float | None = None
-    withdrawn: bool = False
-    permit: asyncio.Future[None] | None = field(default=None, repr=False)
-    on_dispatch: Callable[[Gang], None] | None = field(default=None, repr=False)
-    kv_tokens: int = field(init=False)
-    """Sum of ``request_kv``."""
-    max_tokens_mean: float = field(init=False)
-    """Mean ``max_tokens`` of the requests (a policy's prior for their length)."""
-
-    def __post_init__(self) -> None:
-        if not self.requests:
-            raise ValueError("a gang needs at least one request")
-        self.kv_tokens = sum(self.request_kv)
-        self.max_tokens_mean = sum(r.max_tokens for r in self.requests) / len(self.requests)
-
-
 @dataclass(frozen=True, slots=True)
 class Dispatch:
     """One scheduling decision: the gangs granted, in order, and when."""
@@ -73,22 +46,6 @@ class Dispatch:
     """Gangs dispatched, in dispatch order."""
     waiting: int
     """Gangs still waiting afterwards."""
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """Accounting for one sub-request, whether it completed or was aborted."""
-
-    id: str
-    query_id: str
-    tag: str
-    priority: int
-    submitted: float
-    dispatched: float
-    finished: float
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
 
 
 class GangScheduler:
@@ -183,7 +140,7 @@ class GangScheduler:
 
     async def run_gang(
         self,
-        query: QueryStats,
+        stats: QueryStats,
         requests: Sequence[GenerateRequest],
         *,
         on_record: Callable[[RequestRecord], None] | None = None,
@@ -196,20 +153,20 @@ class GangScheduler:
         """
         if self.policy.split_gangs and len(requests) > 1:
             async with _first_error(), asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._run_one_gang(query, [r], on_record, on_dispatch)) for r in requests]
+                tasks = [tg.create_task(self._run_one_gang(stats, [r], on_record, on_dispatch)) for r in requests]
             return [task.result()[0] for task in tasks]
-        return await self._run_one_gang(query, requests, on_record, on_dispatch)
+        return await self._run_one_gang(stats, requests, on_record, on_dispatch)
 
     async def _run_one_gang(
         self,
-        query: QueryStats,
+        stats: QueryStats,
         requests: Sequence[GenerateRequest],
         on_record: Callable[[RequestRecord], None] | None,
         on_dispatch: Callable[[Gang], None] | None,
     ) -> list[Completion]:
-        expected = query.mean_request_tokens(prior=0.0)
+        expected = stats.mean_request_tokens(prior=0.0)
         kv = [estimate_prompt_tokens(r) + int(min(r.max_tokens, expected or r.max_tokens)) for r in requests]
-        gang = Gang(query, requests, self.now(), kv, on_dispatch=on_dispatch)
+        gang = Gang(stats, requests, self.now(), kv, on_dispatch=on_dispatch)
         gang.permit = asyncio.get_running_loop().create_future()
         self.submit(gang)
         self.schedule()
@@ -231,8 +188,8 @@ class GangScheduler:
     ) -> Completion:
         request = gang.requests[index]
         engine_request = EngineRequest(
-            id=f"{gang.query.id}-{next(self._request_ids)}",
-            query_id=gang.query.id,
+            id=f"{gang.stats.id}-{next(self._request_ids)}",
+            query_id=gang.stats.id,
             request=request,
             priority=gang.priority,
         )
@@ -254,7 +211,7 @@ class GangScheduler:
                 on_record(
                     RequestRecord(
                         id=engine_request.id,
-                        query_id=gang.query.id,
+                        query_id=gang.stats.id,
                         tag=request.tag,
                         priority=gang.priority,
                         submitted=gang.submitted,

@@ -1,11 +1,10 @@
-"""The proxy application: assembles services and routes (``create_app``)."""
+"""The proxy application: assembles the services (:class:`ProxyState`) and the routes (``create_app``)."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,128 +14,15 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dynasor.allocator import AllocatorConfig
-from dynasor.engine.base import Backend
-from dynasor.engine.openai import OpenAIBackend, RetryPolicy
-from dynasor.engine.sim import SimBackend
-from dynasor.runtime import Runtime
 from dynasor.server import routes
-from dynasor.server._passthrough import ServingError, SimResponder, UpstreamRelay
+from dynasor.server._passthrough import ServingError
 from dynasor.server._settings import ServerSettings
-from dynasor.server.metrics import ProxyMetrics
 from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, error_body, validation_message
-from dynasor.server.serving import QueryAllocator, ReasoningService
-from dynasor.server.upstreams import PooledBackend, Replica, UpstreamPool
+from dynasor.server.state import ProxyState
 
 __all__ = ["ProxyState", "create_app"]
 
 logger = logging.getLogger(__name__)
-
-
-class ProxyState:
-    """Everything the routes use, built from the settings (one per app)."""
-
-    def __init__(self, settings: ServerSettings) -> None:
-        self.settings = settings
-        self.metrics = ProxyMetrics()
-        self.sim: SimResponder | None = None
-        self.relay: UpstreamRelay | None = None
-        profile = settings.sim_profile
-        backends: list[tuple[str, Backend]]
-        if profile is not None:
-            sim = SimBackend(profile, settings.sim_source, seed=settings.sim_seed)
-            backends = [(f"sim:{profile}", sim)]
-        else:
-            retry = RetryPolicy(attempts=settings.upstream_attempts)
-            backends = [
-                (
-                    url.rstrip("/").removesuffix("/v1"),
-                    OpenAIBackend(
-                        url,
-                        settings.model,
-                        api_key=settings.upstream_api_key,
-                        connect_timeout=settings.connect_timeout_s,
-                        read_timeout=settings.read_timeout_s,
-                        retry=retry,
-                    ),
-                )
-                for url in settings.upstreams
-            ]
-        self.pool = UpstreamPool([Replica(url, b) for url, b in backends], retry_s=settings.replica_retry_s)
-        self.backend = PooledBackend(self.pool)
-        config = AllocatorConfig.load(settings.allocator_config) if settings.allocator_config else None
-        self.runtime = Runtime(
-            self.backend, policy=settings.policy, allocator=QueryAllocator(config), max_active=settings.max_active
-        )
-        self.runtime.observers.append(self.metrics.observe)
-        self.reasoning = ReasoningService(settings, self.runtime, self.backend)
-        on_done = self._passthrough_done
-        if profile is not None:
-            self.sim = SimResponder(self.pool.replicas[0].backend, on_done=on_done)
-        else:
-            self.relay = UpstreamRelay(
-                self.pool,
-                api_key=settings.upstream_api_key,
-                connect_timeout=settings.connect_timeout_s,
-                read_timeout=settings.read_timeout_s,
-                on_done=on_done,
-            )
-        m = self.metrics
-        m.track(settings.policy, lambda: float(len(self.runtime.scheduler)), lambda: float(self.runtime.active))
-        m.passthrough_inflight.set_function(self._inflight)
-        for replica in self.pool.replicas:
-            m.upstream_up.labels(replica.url).set_function(lambda r=replica: float(r.up(self.pool.clock())))
-            m.upstream_load.labels(replica.url).set_function(lambda r=replica: float(r.load))
-
-    def _inflight(self) -> float:
-        if self.relay is not None:
-            return float(self.relay.inflight)
-        return float(self.sim.inflight if self.sim is not None else 0)
-
-    def _passthrough_done(self, path: str, seconds: float) -> None:
-        self.metrics.passthrough_latency.labels(path).observe(seconds)
-
-    def check_limits(self, body: ChatCompletionRequest | CompletionRequest) -> None:
-        """400 for ``n`` or ``max_tokens`` beyond the configured limits."""
-        limits = self.settings
-        if body.n is not None and body.n > limits.max_n:
-            raise ServingError(400, f"n {body.n} exceeds this server's limit {limits.max_n}", param="n")
-        cap = body.token_cap()
-        if cap is not None and cap > limits.max_tokens:
-            raise ServingError(
-                400, f"max_tokens {cap} exceeds this server's limit {limits.max_tokens}", param="max_tokens"
-            )
-
-    def check_plain(self, data: dict[str, Any]) -> bool:
-        """Limits of a plain request read from its raw JSON (no model built); returns ``stream``."""
-        limits = self.settings
-        stream = data.get("stream", False)
-        if not isinstance(stream, bool):
-            raise ServingError(400, "stream must be a boolean", param="stream")
-        n = data.get("n")
-        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-            raise ServingError(400, "n must be a positive integer", param="n")
-        if n is not None and n > limits.max_n:
-            raise ServingError(400, f"n {n} exceeds this server's limit {limits.max_n}", param="n")
-        for name in ("max_tokens", "max_completion_tokens"):
-            cap = data.get(name)
-            if cap is None:
-                continue
-            if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
-                raise ServingError(400, f"{name} must be a positive integer", param=name)
-            if cap > limits.max_tokens:
-                raise ServingError(400, f"{name} {cap} exceeds this server's limit {limits.max_tokens}", param=name)
-        return stream
-
-    def sim_models(self) -> dict[str, Any]:
-        """``/v1/models`` over the simulated engine."""
-        model = {"id": self.backend.model, "object": "model", "created": int(time.time()), "owned_by": "dynasor-sim"}
-        return {"object": "list", "data": [model]}
-
-    async def aclose(self) -> None:
-        if self.relay is not None:
-            await self.relay.aclose()
-        await self.runtime.aclose()
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:

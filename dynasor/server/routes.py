@@ -13,7 +13,7 @@ import contextlib
 import json
 import secrets
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -23,9 +23,7 @@ from dynasor.server._passthrough import Relay, ServingError
 from dynasor.server._shapes import Endpoint
 from dynasor.server.metrics import CONTENT_TYPE_LATEST
 from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, ErrorResponse, validation_message
-
-if TYPE_CHECKING:
-    from dynasor.server.app import ProxyState
+from dynasor.server.state import ProxyState
 
 __all__ = ["api_router", "ops_router"]
 

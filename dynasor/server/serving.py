@@ -29,11 +29,11 @@ from typing import Any
 from algorithms import ALGORITHMS, make_program
 from algorithms.protocol import Program
 from dynasor._exceptions import ConfigError, QueueFull
-from dynasor._query import Budget, ExitReason, Query, QueryResult
+from dynasor._query import Budget, Query, QueryResult
+from dynasor._state import ExitReason, QueryStats
 from dynasor.allocator import Allocator, AllocatorConfig, Decision
 from dynasor.engine.base import EngineRequest
 from dynasor.runtime import Runtime
-from dynasor.sched.policy import QueryStats
 from dynasor.server._passthrough import ServingError, unavailable
 from dynasor.server._settings import ServerSettings
 from dynasor.server._shapes import DONE, Endpoint, Shaper, sse

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from certaindex import canonical_key
-from dynasor import clock
+from dynasor import Budget, ExitReason, Query, QueryResult, clock
 from dynasor._exceptions import ConfigError
-from dynasor._query import Budget, ExitReason, Query, QueryResult
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.base import Backend, Capacity, Scorer
 from dynasor.runtime import Runtime

@@ -9,13 +9,12 @@ from typing import Any, TypeVar
 
 import looptime
 
-from dynasor._query import Budget, Query, QueryResult
+from dynasor import Budget, Query, QueryResult, RequestRecord
 from dynasor.allocator import AllocatorConfig, StopRule
 from dynasor.engine.base import EngineRequest, Scorer
 from dynasor.engine.sim import SimBackend
 from dynasor.engine.sources import Draft, Source
 from dynasor.runtime import Runtime
-from dynasor.sched.scheduler import RequestRecord
 from dynasor.scorers import SyntheticScorer
 
 T = TypeVar("T")

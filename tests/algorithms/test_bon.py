@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from algorithms import make_program
-from dynasor._query import ExitReason
+from dynasor import ExitReason
 from dynasor.allocator import StopRule
 from dynasor.engine.sources import ReplaySource, SyntheticSource
 from dynasor.scorers import ReplayScorer

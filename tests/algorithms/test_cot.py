@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from algorithms import PRESETS, make_program
-from dynasor._query import Budget, ExitReason
+from dynasor import Budget, ExitReason
 from dynasor.allocator import StopRule
 from dynasor.engine.sources_reasoning import ReplayChainSource, SyntheticChainSource
 from tests.algorithms.helpers import rules, run_query

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from algorithms import make_program
-from dynasor._query import Query, QueryResult
+from dynasor import Query, QueryResult
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.openai import OpenAIBackend
 from dynasor.runtime import Runtime

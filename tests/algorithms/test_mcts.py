@@ -7,7 +7,7 @@ import pytest
 from algorithms import make_program
 from algorithms._tree import Node
 from algorithms.mcts import MonteCarloTreeSearch
-from dynasor._query import Budget, ExitReason, Query
+from dynasor import Budget, ExitReason, Query
 from dynasor.allocator import StopRule
 from dynasor.engine.sim import SimBackend
 from dynasor.engine.sources_reasoning import ReplayStepSource, SyntheticStepSource

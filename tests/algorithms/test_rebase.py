@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from algorithms import make_program
 from algorithms.rebase import RewardBalancedSearch, balance
-from dynasor._query import Budget, ExitReason, Query
+from dynasor import Budget, ExitReason, Query
 from dynasor.allocator import StopRule
 from dynasor.engine.sim import SimBackend
 from dynasor.engine.sources_reasoning import ReplayStepSource, SyntheticStepSource

@@ -7,7 +7,7 @@ import pytest
 from algorithms import make_program
 from algorithms.protocol import Completion, TokenLogprob
 from algorithms.sc import MEASURES
-from dynasor._query import Budget, ExitReason, Query
+from dynasor import Budget, ExitReason, Query
 from dynasor.allocator import AllocatorConfig, StopRule
 from dynasor.engine.base import Backend, EngineRequest
 from dynasor.engine.sources import ReplaySource, SyntheticSource

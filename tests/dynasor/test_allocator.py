@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 from certaindex import Certainty
-from dynasor import ConfigError
-from dynasor._query import ExitReason
+from dynasor import ConfigError, ExitReason
 from dynasor.allocator import Action, Allocator, AllocatorConfig, StopRule
-from dynasor.sched.policy import QueryStats
+from dynasor.sched import QueryStats
 
 
 def decisions(rule: StopRule, series: list[float], measure: str = "entropy") -> list[Action]:

@@ -6,8 +6,7 @@ import pytest
 
 from algorithms.protocol import GenerateRequest
 from dynasor import PolicyError
-from dynasor.sched.policy import DynasorPolicy, QueryStats, make_policy
-from dynasor.sched.scheduler import Gang
+from dynasor.sched import DynasorPolicy, Gang, QueryStats, make_policy
 
 
 def gang(query: QueryStats, submitted: float, size: int = 1, max_tokens: int = 100) -> Gang:
@@ -68,7 +67,7 @@ def test_dynasor_aging_lets_old_queries_overtake() -> None:
 def test_dynasor_demoted_query_goes_last() -> None:
     hopeless = QueryStats("h", arrival=0.0, max_samples=2, demoted=True)
     fresh = QueryStats("f", arrival=100.0, max_samples=64)
-    assert order("dynasor", [gang(hopeless, 0.0), gang(fresh, 0.0)])[0].query is fresh
+    assert order("dynasor", [gang(hopeless, 0.0), gang(fresh, 0.0)])[0].stats is fresh
 
 
 def test_unknown_policy_names_the_valid_ones() -> None:
@@ -83,8 +82,8 @@ def test_dynasor_predicts_new_queries_from_finished_ones() -> None:
     old = QueryStats("old", arrival=0.0, max_samples=16, samples=10, steps=5, attained_tokens=4000, certaindex=0.2)
     fresh = QueryStats("new", arrival=0.0, max_samples=16)
     learned = QueryStats("new", arrival=0.0, max_samples=16, expected_samples=4.0, prior_request_tokens=400.0)
-    assert order("dynasor", [gang(old, 0.0, max_tokens=2048), gang(fresh, 0.0, max_tokens=2048)])[0].query is old
+    assert order("dynasor", [gang(old, 0.0, max_tokens=2048), gang(fresh, 0.0, max_tokens=2048)])[0].stats is old
     first = order("dynasor", [gang(old, 0.0, max_tokens=2048), gang(learned, 0.0, max_tokens=2048)])[0]
-    assert first.query is learned
+    assert first.stats is learned
     policy = DynasorPolicy()
     assert policy.predicted_work(gang(learned, 0.0, size=2, max_tokens=2048)) == pytest.approx(4 * 400.0)

@@ -9,8 +9,7 @@ import pytest
 
 from algorithms.protocol import Context, GenerateRequest, Program
 from certaindex import Certainty
-from dynasor import ConfigError, EngineError, QueueFull
-from dynasor._query import Budget, ExitReason, Query, QueryResult
+from dynasor import Budget, ConfigError, EngineError, ExitReason, Query, QueryResult, QueueFull
 from dynasor.allocator import AllocatorConfig, StopRule
 from dynasor.clock import run
 from dynasor.engine.base import Capacity
@@ -242,7 +241,7 @@ def test_aging_bounds_the_wait_of_a_long_query() -> None:
 
     def long_query_latency(aging: float) -> float | None:
         async def main() -> float | None:
-            from dynasor.sched.policy import DynasorPolicy
+            from dynasor.sched import DynasorPolicy
 
             runtime = Runtime(
                 FakeBackend(duration=lambda r: 1.0),

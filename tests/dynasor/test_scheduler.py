@@ -13,8 +13,7 @@ from algorithms.protocol import GenerateRequest
 from dynasor import EngineError
 from dynasor.clock import run
 from dynasor.engine.base import Capacity
-from dynasor.sched.policy import QueryStats, make_policy
-from dynasor.sched.scheduler import Gang, GangScheduler
+from dynasor.sched import Gang, GangScheduler, QueryStats, make_policy
 from tests.dynasor.fakes import FakeBackend
 
 
