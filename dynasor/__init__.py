@@ -9,9 +9,10 @@ from dynasor._exceptions import (
     PolicyError,
     QueueFull,
 )
+from dynasor._presets import AllocatorConfig, StopRule
 from dynasor._query import Budget, Query, QueryResult, TrajectoryPoint, Usage
 from dynasor._state import ExitReason, QueryStats, RequestRecord
-from dynasor.allocator import Allocator, AllocatorConfig, StopRule
+from dynasor.allocator import Allocator
 from dynasor.runtime import Runtime
 
 __all__ = [

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from algorithms.protocol import ChatMessage
+from dynasor._presets import StopRule
 from dynasor._state import ExitReason, RequestRecord
 
 __all__ = ["Budget", "Query", "QueryResult", "TrajectoryPoint", "Usage"]
@@ -33,7 +34,11 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """One reasoning query: a prompt, the program to run on it, and its limits."""
+    """One reasoning query: a prompt, the program to run on it, and its limits.
+
+    Everything a query asks for travels on it: the program's knobs, its budget, its deadline
+    and, when it has one of its own, its stop rule; the runtime and the allocator read them here.
+    """
 
     prompt: str | Sequence[ChatMessage]
     algorithm: str = "sc"
@@ -43,6 +48,8 @@ class Query:
     deadline: float | None = None
     """Seconds after arrival by which the query must finish (its SLO); None: none."""
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    certaindex: StopRule | None = field(default=None, kw_only=True)
+    """This query's own stop rule (None: the allocator's rule for its algorithm)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -280,7 +280,7 @@ class _QueryRun:
         # not a cost the next step pays again.
         self._count()
         step_time = max(now - stats.arrival - self.queue_time, 0.0) / stats.steps
-        decision = self.runtime.allocator.decide(self.spec.algorithm, stats, certainty, now=now, step_time=step_time)
+        decision = self.runtime.allocator.decide(self.spec, stats, certainty, now=now, step_time=step_time)
         if decision.action is Action.DEMOTE:
             stats.demoted = True
         if decision.stop:

@@ -81,13 +81,20 @@ class EvalConfig:
             "backend": self.backend,
             "model": self.model,
             "policy": self.policy,
-            "allocator": json.loads(json.dumps(dataclasses.asdict(allocator), default=str)),
+            "allocator": _rules_fingerprint(allocator),
             "compare_baseline": self.compare_baseline,
             "seed": self.seed,
             "kind": self.kind,
             "fields": dict(self.fields),
             "scorer": self.scorer,
         }
+
+
+def _rules_fingerprint(allocator: AllocatorConfig) -> dict[str, Any]:
+    """The stop rules as JSON (the proxy's effort levels play no part in an eval)."""
+    rules = json.loads(json.dumps(dataclasses.asdict(allocator), default=str))
+    rules.pop("effort", None)
+    return dict(rules)
 
 
 Progress = Callable[[dict[str, Any]], None]

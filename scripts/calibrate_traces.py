@@ -31,7 +31,7 @@ from dynasor.commands.calibrate import render_config, render_report
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "dynasor" / "data" / "traces"
-ALLOCATOR_DEFAULTS = ROOT / "dynasor" / "data" / "allocator.yaml"
+ALLOCATOR_DEFAULTS = ROOT / "dynasor" / "data" / "presets.yaml"
 
 
 @dataclass(frozen=True)

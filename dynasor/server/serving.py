@@ -29,30 +29,18 @@ from typing import Any
 from algorithms import ALGORITHMS, make_program
 from algorithms.protocol import Program
 from dynasor._exceptions import ConfigError, QueueFull
+from dynasor._presets import StopRule
 from dynasor._query import Budget, Query, QueryResult
-from dynasor._state import ExitReason, QueryStats
-from dynasor.allocator import Allocator, AllocatorConfig, Decision
+from dynasor._state import ExitReason
 from dynasor.engine.base import EngineRequest
 from dynasor.runtime import Runtime
 from dynasor.server._passthrough import ServingError, unavailable
 from dynasor.server._settings import ServerSettings
 from dynasor.server._shapes import DONE, Endpoint, Shaper, sse
-from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, Effort
+from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, DynasorOptions
 from dynasor.server.upstreams import NoHealthyUpstream, PooledBackend
 
-__all__ = ["EFFORT_PRESETS", "QueryAllocator", "ReasoningPlan", "ReasoningService", "usage_block"]
-
-EFFORT_PRESETS: dict[Effort, dict[str, Any]] = {
-    "mild": {"threshold": 0.95, "min_step": 4},
-    "low": {"threshold": 0.9, "min_step": 3},
-    "mid": {"threshold": 0.8, "min_step": 2},
-    "high": {"threshold": 0.7, "min_step": 2},
-    "crazy": {"threshold": 0.5, "min_step": 1},
-}
-"""Stop-rule presets for ``effort`` (mild stops least eagerly, crazy most), applied to the
-query's algorithm when it has no ``effort`` or ``preset`` knob of its own. Presets, not calibrated values:
-a calibrated config (``--config``) or an explicit ``certaindex`` object takes precedence
-field by field."""
+__all__ = ["ReasoningPlan", "ReasoningService", "usage_block"]
 
 _EFFORT_KNOBS = ("effort", "preset")
 """Program knobs that take an effort level by name."""
@@ -63,28 +51,6 @@ _END = object()
 _FINISH = "stop"
 
 
-class QueryAllocator(Allocator):
-    """The server's allocator: the configured rules, overridden per query when a request asks."""
-
-    def __init__(self, config: AllocatorConfig | None = None) -> None:
-        super().__init__(config)
-        self.overrides: dict[str, Allocator] = {}
-
-    def decide(
-        self,
-        algorithm: str,
-        stats: QueryStats,
-        certainty: Any,
-        *,
-        now: float,
-        step_time: float | None = None,
-    ) -> Decision:
-        own = self.overrides.get(stats.id)
-        if own is not None:
-            return own.decide(algorithm, stats, certainty, now=now, step_time=step_time)
-        return super().decide(algorithm, stats, certainty, now=now, step_time=step_time)
-
-
 @dataclass(slots=True)
 class ReasoningPlan:
     """A checked reasoning request, ready to run."""
@@ -92,8 +58,6 @@ class ReasoningPlan:
     endpoint: Endpoint
     query: Query
     program: Program
-    allocator: Allocator | None
-    """Per-request stop rules (None: the configured ones)."""
     model: str
     stream_text: bool
     progress: bool
@@ -130,8 +94,6 @@ class ReasoningService:
         self.settings = settings
         self.runtime = runtime
         self.backend = backend
-        allocator = runtime.allocator
-        self.allocator = allocator if isinstance(allocator, QueryAllocator) else None
 
     # -- checking ------------------------------------------------------------------------
 
@@ -170,22 +132,7 @@ class ReasoningService:
             )
         if opts.max_samples is not None and "max_samples" in accepted:
             params.setdefault("max_samples", opts.max_samples)
-        changes: dict[str, Any] = {}
-        if opts.effort is not None:
-            # A program with its own effort levels (CoT's ``preset``) takes them; others get a stop rule.
-            knob = next((k for k in _EFFORT_KNOBS if k in accepted), None)
-            if knob is not None:
-                params.setdefault(knob, opts.effort)
-            else:
-                changes.update(EFFORT_PRESETS[opts.effort])
-        if opts.certaindex is not None:
-            changes.update(opts.certaindex.changes())
-        allocator: Allocator | None = None
-        if changes:
-            try:
-                allocator = Allocator(self.runtime.allocator.config.with_rule(opts.algorithm, **changes))
-            except (ConfigError, TypeError, ValueError) as exc:
-                raise ServingError(400, f"bad certaindex rule: {exc}", param="dynasor.certaindex") from exc
+        rule = self._stop_rule(opts, accepted, params)
         try:
             program = make_program(opts.algorithm, params)
         except (ValueError, TypeError) as exc:
@@ -202,6 +149,7 @@ class ReasoningService:
             budget=budget,
             deadline=opts.deadline,
             id=f"{prefix}-{uuid.uuid4().hex}",
+            certaindex=rule,
         )
         if self.runtime.active >= limits.max_active:
             raise ServingError(
@@ -214,12 +162,34 @@ class ReasoningService:
             endpoint=endpoint,
             query=query,
             program=program,
-            allocator=allocator,
             model=req.model or self.backend.model,
             stream_text=opts.algorithm in limits.streaming_algorithms,
             progress=opts.progress,
             include_usage=bool((req.stream_options or {}).get("include_usage")),
         )
+
+    def _stop_rule(self, opts: DynasorOptions, accepted: set[str], params: dict[str, Any]) -> StopRule | None:
+        """The query's own stop rule when the request asks for one (None: the configured rule).
+
+        An effort level goes to a program with levels of its own (CoT's ``preset``); for others
+        it sets fields of the algorithm's rule, and an explicit ``certaindex`` object wins over it.
+        """
+        config = self.runtime.allocator.config
+        changes: dict[str, Any] = {}
+        if opts.effort is not None:
+            knob = next((k for k in _EFFORT_KNOBS if k in accepted), None)
+            if knob is not None:
+                params.setdefault(knob, opts.effort)
+            else:
+                changes.update(config.effort_changes(opts.effort))
+        if opts.certaindex is not None:
+            changes.update(opts.certaindex.changes())
+        if not changes:
+            return None
+        try:
+            return config.rule_for(opts.algorithm).changed(**changes)
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ServingError(400, f"bad certaindex rule: {exc}", param="dynasor.certaindex") from exc
 
     # -- running -------------------------------------------------------------------------
 
@@ -231,16 +201,12 @@ class ReasoningService:
             pool.bind(qid)
         except NoHealthyUpstream as exc:
             raise unavailable(exc) from None
-        if plan.allocator is not None and self.allocator is not None:
-            self.allocator.overrides[qid] = plan.allocator
         try:
             result = await self.runtime.run(plan.query, plan.program, on_event=on_event)
         except QueueFull as exc:
             raise ServingError(429, str(exc), "rate_limit_exceeded", headers={"Retry-After": "1"}) from None
         finally:
             pool.release(qid)
-            if self.allocator is not None:
-                self.allocator.overrides.pop(qid, None)
             self.backend.taps.pop(qid, None)
         if result.exit_reason is ExitReason.ERROR and not result.output:
             raise ServingError(502, f"upstream failed: {result.error}", "upstream_error")

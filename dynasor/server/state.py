@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dynasor.allocator import AllocatorConfig
+from dynasor.allocator import Allocator, AllocatorConfig
 from dynasor.engine.base import Backend
 from dynasor.engine.openai import OpenAIBackend, RetryPolicy
 from dynasor.engine.sim import SimBackend
@@ -18,7 +18,7 @@ from dynasor.server._passthrough import ServingError, SimResponder, UpstreamRela
 from dynasor.server._settings import ServerSettings
 from dynasor.server.metrics import ProxyMetrics
 from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest
-from dynasor.server.serving import QueryAllocator, ReasoningService
+from dynasor.server.serving import ReasoningService
 from dynasor.server.upstreams import PooledBackend, Replica, UpstreamPool
 
 __all__ = ["ProxyState"]
@@ -57,7 +57,7 @@ class ProxyState:
         self.backend = PooledBackend(self.pool)
         config = AllocatorConfig.load(settings.allocator_config) if settings.allocator_config else None
         self.runtime = Runtime(
-            self.backend, policy=settings.policy, allocator=QueryAllocator(config), max_active=settings.max_active
+            self.backend, policy=settings.policy, allocator=Allocator(config), max_active=settings.max_active
         )
         self.runtime.observers.append(self.metrics.observe)
         self.reasoning = ReasoningService(settings, self.runtime, self.backend)

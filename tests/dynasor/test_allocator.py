@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from certaindex import Certainty
-from dynasor import ConfigError, ExitReason
+from dynasor import ConfigError, ExitReason, Query
 from dynasor.allocator import Action, Allocator, AllocatorConfig, StopRule
 from dynasor.sched import QueryStats
+
+SC = Query("q", "sc")
 
 
 def decisions(rule: StopRule, series: list[float], measure: str = "entropy") -> list[Action]:
@@ -18,7 +20,7 @@ def decisions(rule: StopRule, series: list[float], measure: str = "entropy") -> 
     out = []
     for value in series:
         stats.steps += 1
-        decision = allocator.decide("sc", stats, Certainty(value, measure), now=0.0)
+        decision = allocator.decide(SC, stats, Certainty(value, measure), now=0.0)
         if decision.action is Action.DEMOTE:
             stats.demoted = True
         out.append(decision.action)
@@ -54,15 +56,15 @@ def test_hopeless_stop_and_demote() -> None:
 def test_stop_reasons() -> None:
     allocator = Allocator(AllocatorConfig({"sc": StopRule(threshold=0.5, hopeless_threshold=0.1)}))
     stats = QueryStats("q", 0.0, steps=1)
-    assert allocator.decide("sc", stats, Certainty(0.6, "x"), now=0).reason is ExitReason.CONFIDENT
-    assert allocator.decide("sc", stats, Certainty(0.0, "x"), now=0).reason is ExitReason.HOPELESS
+    assert allocator.decide(SC, stats, Certainty(0.6, "x"), now=0).reason is ExitReason.CONFIDENT
+    assert allocator.decide(SC, stats, Certainty(0.0, "x"), now=0).reason is ExitReason.HOPELESS
 
 
 def test_deadline_guard() -> None:
     allocator = Allocator(AllocatorConfig({"sc": StopRule()}))
     stats = QueryStats("q", 0.0, deadline=10.0, steps=1)
-    assert allocator.decide("sc", stats, Certainty(0.1, "x"), now=5.0, step_time=4.0).action is C
-    late = allocator.decide("sc", stats, Certainty(0.1, "x"), now=7.0, step_time=4.0)
+    assert allocator.decide(SC, stats, Certainty(0.1, "x"), now=5.0, step_time=4.0).action is C
+    late = allocator.decide(SC, stats, Certainty(0.1, "x"), now=7.0, step_time=4.0)
     assert (late.action, late.reason) == (S, ExitReason.DEADLINE)
 
 
@@ -103,7 +105,34 @@ def test_a_late_hopeless_query_stops_instead_of_being_demoted() -> None:
         AllocatorConfig({"sc": StopRule(hopeless_threshold=0.5, hopeless_after=1, hopeless_action="demote")})
     )
     stats = QueryStats("q", 0.0, deadline=10.0, steps=1)
-    on_time = allocator.decide("sc", stats, Certainty(0.1, "x"), now=1.0, step_time=1.0)
-    late = allocator.decide("sc", stats, Certainty(0.1, "x"), now=9.5, step_time=1.0)
+    on_time = allocator.decide(SC, stats, Certainty(0.1, "x"), now=1.0, step_time=1.0)
+    late = allocator.decide(SC, stats, Certainty(0.1, "x"), now=9.5, step_time=1.0)
     assert on_time.action is D
     assert (late.action, late.reason) == (S, ExitReason.DEADLINE)
+
+
+def test_a_query_s_own_rule_wins_over_its_algorithm_s() -> None:
+    allocator = Allocator(AllocatorConfig({"sc": StopRule(threshold=0.9)}))
+    stats = QueryStats("q", 0.0, steps=1)
+    eager = Query("q", "sc", certaindex=StopRule(threshold=0.5))
+    assert allocator.decide(eager, stats, Certainty(0.6, "x"), now=0).reason is ExitReason.CONFIDENT
+    assert allocator.decide(SC, stats, Certainty(0.6, "x"), now=0).action is C
+
+
+def test_the_presets_file_holds_the_stop_rules_and_the_effort_levels(tmp_path: Path) -> None:
+    bundled = AllocatorConfig.bundled()
+    levels = ["mild", "low", "mid", "high", "crazy"]
+    assert list(bundled.effort) == levels
+    thresholds = [bundled.effort_changes(level)["threshold"] for level in levels]
+    assert thresholds == sorted(thresholds, reverse=True)  # mild stops least eagerly
+    assert "effort" not in bundled.rules  # a section, not an algorithm
+    path = tmp_path / "own.yaml"
+    path.write_text("sc:\n  threshold: 0.8\neffort:\n  mid: {threshold: 0.6}\n")
+    own = AllocatorConfig.load(path)
+    assert own.effort_changes("mid") == {"threshold": 0.6}
+    assert own.effort_changes("low") == bundled.effort_changes("low")  # levels it does not define
+    with pytest.raises(ConfigError, match="unknown effort level"):
+        own.effort_changes("turbo")
+    path.write_text("effort:\n  mid: {threshold: 2}\n")
+    with pytest.raises(ConfigError, match="effort level 'mid'"):
+        AllocatorConfig.load(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 import openai
@@ -10,12 +11,15 @@ import pytest
 from algorithms import ALGORITHMS, register_algorithm
 from algorithms.protocol import Context, GenerateRequest, Program
 from certaindex import Certainty
+from dynasor.allocator import AllocatorConfig
 from dynasor.engine.sources import FixedSource
-from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest
-from dynasor.server.serving import EFFORT_PRESETS, QueryAllocator, ReasoningService
+from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, Effort
+from dynasor.server.serving import ReasoningService
 from dynasor.server.upstreams import PooledBackend, Replica, UpstreamPool
 
 PROMPT = [{"role": "user", "content": "Solve it."}]
+LEVELS = ["mild", "low", "mid", "high", "crazy"]
+EFFORT = {level: AllocatorConfig.bundled().effort_changes(level) for level in LEVELS}
 
 
 @dataclass
@@ -58,7 +62,7 @@ def service(sim_settings):
 
     settings = sim_settings(max_samples=16, max_tokens=1000)
     backend = PooledBackend(UpstreamPool([Replica("sim", SimBackend("h100-llama3-8b", FixedSource(4)))]))
-    runtime = Runtime(backend, allocator=QueryAllocator())
+    runtime = Runtime(backend)
     return ReasoningService(settings, runtime, backend)
 
 
@@ -73,7 +77,7 @@ def test_plan_maps_request_fields_to_knobs_and_budget(service):
     assert q.params == {"samples_per_round": 3, "max_tokens": 300, "max_samples": 12}
     assert (q.budget.max_samples, q.budget.max_tokens) == (12, 900)
     assert plan.program.max_samples == 12
-    assert plan.allocator is None  # no override: the configured rules apply
+    assert q.certaindex is None  # no rule of its own: the configured rules apply
     assert q.id.startswith("chatcmpl-")
 
 
@@ -83,14 +87,13 @@ def test_completions_prompt_is_text(service):
     assert plan.query.prompt == "2+2?" and plan.query.id.startswith("cmpl-")
 
 
-@pytest.mark.parametrize("effort", list(EFFORT_PRESETS))
+@pytest.mark.parametrize("effort", LEVELS)
 def test_effort_sets_the_stop_rule_and_certaindex_overrides_it(service, effort):
-    plan = service.plan("chat", chat(effort=effort))
-    rule = plan.allocator.config.rule_for("sc")
-    assert (rule.threshold, rule.min_step) == (EFFORT_PRESETS[effort]["threshold"], EFFORT_PRESETS[effort]["min_step"])
-    plan = service.plan("chat", chat(effort=effort, certaindex={"threshold": 0.33}))
-    rule = plan.allocator.config.rule_for("sc")
-    assert (rule.threshold, rule.min_step) == (0.33, EFFORT_PRESETS[effort]["min_step"])
+    rule = service.plan("chat", chat(effort=effort)).query.certaindex
+    assert (rule.threshold, rule.min_step) == (EFFORT[effort]["threshold"], EFFORT[effort]["min_step"])
+    assert rule.measure == service.runtime.allocator.config.rule_for("sc").measure  # the rest is sc's
+    rule = service.plan("chat", chat(effort=effort, certaindex={"threshold": 0.33})).query.certaindex
+    assert (rule.threshold, rule.min_step) == (0.33, EFFORT[effort]["min_step"])
     # The server-wide rule is untouched.
     assert service.runtime.allocator.config.rule_for("sc").threshold != 0.33
 
@@ -98,11 +101,12 @@ def test_effort_sets_the_stop_rule_and_certaindex_overrides_it(service, effort):
 def test_effort_goes_to_a_program_with_levels_of_its_own(service):
     plan = service.plan("chat", chat(algorithm="cot", effort="high"))
     assert plan.query.params["preset"] == "high"
-    assert plan.allocator is None  # the program's levels, not a stop-rule preset
+    assert plan.query.certaindex is None  # the program's levels, not a stop-rule preset
 
 
 def test_efforts_are_ordered_from_least_to_most_eager():
-    presets = list(EFFORT_PRESETS.values())
+    assert list(typing.get_args(Effort)) == LEVELS == list(AllocatorConfig.bundled().effort)
+    presets = list(EFFORT.values())
     assert [p["threshold"] for p in presets] == sorted((p["threshold"] for p in presets), reverse=True)
     assert [p["min_step"] for p in presets] == sorted((p["min_step"] for p in presets), reverse=True)
 
@@ -114,7 +118,7 @@ async def test_per_query_override_only_applies_to_its_query(service):
     second = await service.run(plain)
     assert first.exit_reason == "confident" and first.steps == 1
     assert second.samples == 4  # FixedSource answers carry no boxed answer: never confident
-    assert service.allocator is not None and not service.allocator.overrides
+    assert (strict.query.certaindex.threshold, plain.query.certaindex) == (0.0, None)
 
 
 async def test_cot_streams_reasoning_text_and_ends_early(make_proxy, sim_settings, thought_algorithm):
