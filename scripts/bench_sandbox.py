@@ -36,7 +36,7 @@ from types import ModuleType
 from unittest import mock
 
 import eval._sandbox as sandbox
-from eval import CodeGrader, Problem, load_problems
+from eval import CodeGrader, Problem, candidate_program, load_problems
 from eval._isolation import Isolation, isolation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +64,7 @@ def _old_module(rev: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location("old_sandbox", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -112,46 +113,46 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     unisolated = mock.patch.object(sandbox, "isolation", lambda: Isolation(False, reason="benchmark"))
-    results: dict[str, dict] = {}
-    startup: dict[str, float] = {
-        "python -I -S -c pass": _startup(
-            lambda: subprocess.run([iso.python or sys.executable, "-I", "-S", "-c", "pass"], check=True),
-            args.startup,
-        ),
-        "sandbox": _startup(lambda: sandbox.run_python("pass"), args.startup),
-    }
+    old = _old_module(args.before) if args.before else None
+
+    print(f"\n| start-up (median of {args.startup} runs of `pass`) | ms |\n|---|---:|", flush=True)
+    python = iso.python or sys.executable
+    plain = _startup(lambda: subprocess.run([python, "-I", "-S", "-c", "pass"], check=True), args.startup)
+    print(f"| `python -I -S -c pass` | {plain} |", flush=True)
+    print(f"| sandbox | {_startup(lambda: sandbox.run_python('pass'), args.startup)} |", flush=True)
     with unisolated:
-        startup["unisolated"] = _startup(lambda: sandbox.run_python("pass", unsafe_exec=True), args.startup)
+        ms = _startup(lambda: sandbox.run_python("pass", unsafe_exec=True), args.startup)
+    print(f"| unisolated | {ms} |", flush=True)
+    if old is not None:
+        print(f"| before ({args.before}) | {_startup(lambda: old.run_python('pass'), args.startup)} |", flush=True)
+
+    print(
+        "\n| grader | programs | seconds | programs/s | pass rate | agrees with trace |"
+        "\n|---|---:|---:|---:|---:|---:|",
+        flush=True,
+    )
+
+    def row(name: str, r: dict) -> None:
+        print(
+            f"| {name} | {r['programs']} | {r['seconds']} | {r['programs_per_s']} | {r['pass_rate']:.1%} "
+            f"| {r['agrees_with_trace']:.1%} |",
+            flush=True,
+        )
 
     grader = CodeGrader(timeout=TIMEOUT_S, workers=args.workers, cache_size=0)
-    results["sandbox"] = _throughput(lambda p, t: grader.grade(p, t).correct, work, args.workers)
+    row("sandbox", _throughput(lambda p, t: grader.grade(p, t).correct, work, args.workers))
     unsafe = CodeGrader(timeout=TIMEOUT_S, workers=args.workers, cache_size=0, unsafe_exec=True)
     with unisolated:
-        results["unisolated"] = _throughput(lambda p, t: unsafe.grade(p, t).correct, work, args.workers)
-    if args.before:
-        old = _old_module(args.before)
-        from eval import candidate_program
+        row("unisolated", _throughput(lambda p, t: unsafe.grade(p, t).correct, work, args.workers))
+    if old is not None:
 
         def old_grade(problem: Problem, text: str) -> bool:
             code = candidate_program(problem, text)
             if code is None:
                 return False
-            return old.run_python(f"{code}\n\n{problem.tests}", timeout=TIMEOUT_S).status == "ok"
+            return bool(old.run_python(f"{code}\n\n{problem.tests}", timeout=TIMEOUT_S).status == "ok")
 
-        startup[f"before ({args.before})"] = _startup(lambda: old.run_python("pass"), args.startup)
-        results[f"before ({args.before})"] = _throughput(old_grade, work, args.workers)
-
-    print(f"\n| start-up (median of {args.startup} runs of `pass`) | ms |\n|---|---:|")
-    for name, ms in startup.items():
-        print(f"| {name} | {ms} |")
-    print(
-        "\n| grader | programs | seconds | programs/s | pass rate | agrees with trace |\n|---|---:|---:|---:|---:|---:|"
-    )
-    for name, r in results.items():
-        print(
-            f"| {name} | {r['programs']} | {r['seconds']} | {r['programs_per_s']} | {r['pass_rate']:.1%} "
-            f"| {r['agrees_with_trace']:.1%} |"
-        )
+        row(f"before ({args.before})", _throughput(old_grade, work, args.workers))
     return 0
 
 
