@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dynasor._exceptions import ConfigError
+from dynasor import ConfigError
 from dynasor.engine.base import Backend
 from dynasor.engine.sources import ReplaySource, Source, SyntheticSource
 from dynasor.engine.traces import TraceRecord, bundled_traces, load_traces

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from dynasor._exceptions import ConfigError
+from dynasor import ConfigError
 
 __all__ = [
     "BUNDLED",

@@ -21,8 +21,7 @@ from typing import Any, TypeVar
 
 from algorithms import make_program
 from algorithms.protocol import Completion, Program
-from dynasor import Budget, Query, QueryResult
-from dynasor._exceptions import ConfigError
+from dynasor import Budget, ConfigError, Query, QueryResult
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.base import Scorer
 from dynasor.runtime import Runtime

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from certaindex import canonical_key
-from dynasor import Budget, ExitReason, Query, QueryResult, clock
-from dynasor._exceptions import ConfigError
+from dynasor import Budget, ConfigError, ExitReason, Query, QueryResult, clock
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.base import Backend, Capacity, Scorer
 from dynasor.runtime import Runtime

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from algorithms import ALGORITHMS
 from certaindex import approx_tokens
-from dynasor._exceptions import ConfigError
+from dynasor import ConfigError
 from dynasor.engine.base import EngineRequest
 from dynasor.engine.sources import Draft, ReplaySource, Source, SyntheticSource, prompt_text, query_rng
 from dynasor.engine.sources_reasoning import SyntheticChainSource, SyntheticStepSource

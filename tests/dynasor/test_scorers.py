@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from algorithms.protocol import Completion, QueryInfo
-from dynasor._exceptions import ConfigError, EngineError
+from dynasor import ConfigError, EngineError
 from dynasor.engine.base import Backend, EngineRequest
 from dynasor.engine.sources import SyntheticSource
 from dynasor.scorers import (

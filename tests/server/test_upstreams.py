@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from algorithms.protocol import Completion, GenerateRequest
-from dynasor._exceptions import EngineError, EngineUnavailable
+from dynasor import EngineError, EngineUnavailable
 from dynasor.engine.base import Backend, Capacity, EngineRequest
 from dynasor.server.upstreams import NoHealthyUpstream, PooledBackend, Replica, UpstreamPool
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from algorithms.protocol import GenerateRequest
-from dynasor._exceptions import ConfigError
+from dynasor import ConfigError
 from dynasor.engine.base import EngineRequest
 from eval.bench import PRESETS, WORKLOADS, Preset, Workload, load_workload
 
