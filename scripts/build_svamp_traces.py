@@ -43,7 +43,7 @@ from certaindex import approx_tokens
 from eval._sandbox import Check, Limits, run_checks
 
 ROOT = Path(__file__).resolve().parents[1]
-RAW = ROOT.parent / "shared" / "data" / "traces_pot_svamp_sc" / "svamp_sc_s0_e-1_11_08_14_02.prefix.jsonl"
+RAW = ROOT / "data" / "raw" / "traces_pot_svamp_sc" / "svamp_sc_s0_e-1_11_08_14_02.prefix.jsonl"
 OUT = ROOT / "dynasor" / "data" / "traces" / "svamp-codex.jsonl"
 ORDER_SEED = "svamp-codex"
 """Seed of the per-question sample order (with the question's index)."""
