@@ -1,19 +1,17 @@
-"""The ``dynasor`` command. Each subcommand lives in ``dynasor/commands/<name>.py``.
+"""The ``dynasor`` command, the top layer: ``certaindex <- algorithms <- dynasor <- eval <- dynasor_cli``.
 
-A command module defines ``register(app)``; heavy imports stay inside the command body so
-``dynasor --help`` is fast.
+One module per subcommand (``dynasor_cli/<name>.py``), each with a ``register(app)``. Heavy
+imports stay inside the command bodies, so ``dynasor --help`` is fast.
 """
 
-from __future__ import annotations
-
 import importlib
-import pkgutil
 
 import typer
 
-from dynasor import commands
+__all__ = ["COMMANDS", "app", "main"]
 
-__all__ = ["app", "main"]
+COMMANDS = ("bench", "calibrate", "demo", "eval", "serve")
+"""The subcommands, each the module of that name."""
 
 app = typer.Typer(
     name="dynasor",
@@ -23,13 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-
-def _register_commands() -> None:
-    for module in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
-        importlib.import_module(f"{commands.__name__}.{module}").register(app)
-
-
-_register_commands()
+for _name in COMMANDS:
+    importlib.import_module(f"{__name__}.{_name}").register(app)
 
 
 def main() -> None:

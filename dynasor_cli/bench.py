@@ -76,7 +76,7 @@ def bench(
     from rich.console import Console
     from rich.table import Table
 
-    from dynasor._exceptions import ConfigError
+    from dynasor import ConfigError
     from dynasor.allocator import AllocatorConfig
     from dynasor.sched.policy import POLICIES
     from eval.bench import RunConfig, headline, load_workload, make_arrivals, plot, run_bench, summary_rows, write_json

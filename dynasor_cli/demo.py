@@ -29,7 +29,7 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from dynasor._exceptions import DynasorError
+    from dynasor import DynasorError
     from dynasor.demo import DemoSettings, run_demo, summarize
 
     console = Console(width=max(Console().width, 100))  # the table needs ~100 columns

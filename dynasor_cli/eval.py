@@ -86,7 +86,7 @@ def eval_command(
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from dynasor._exceptions import ConfigError
+    from dynasor import ConfigError
     from dynasor.allocator import AllocatorConfig
     from eval import EvalConfig, finalize, render_table, run_eval
 

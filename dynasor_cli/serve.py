@@ -35,7 +35,7 @@ def serve(
     """Serve the OpenAI API: plain requests pass through, requests with a `dynasor` object reason."""
     import uvicorn
 
-    from dynasor._exceptions import DynasorError
+    from dynasor import DynasorError
     from dynasor.sched.policy import POLICIES
     from dynasor.server import ServerSettings, create_app
 

@@ -330,7 +330,7 @@ def main() -> None:
             source += f" (model {model})"
         port = free_port()
         exe = shutil.which("dynasor")
-        cmd = [exe] if exe else [sys.executable, "-c", "from dynasor.cli import main; main()"]
+        cmd = [exe] if exe else [sys.executable, "-c", "from dynasor_cli import main; main()"]
         cmd += ["serve", "--upstream", upstream, "--port", str(port), "--log-level", "warning"]
         cmd += ["--max-queries", str(max(args.clients * 2, 8))]
         proxy_proc = subprocess.Popen(cmd, env=os.environ | {"PYTHONUNBUFFERED": "1"})

@@ -27,7 +27,7 @@ import yaml
 
 import certaindex as cx
 from certaindex._defaults import BETA_STOP_CONFIDENCE
-from dynasor.commands.calibrate import render_config, render_report
+from dynasor_cli.calibrate import render_config, render_report
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "dynasor" / "data" / "traces"

@@ -25,6 +25,7 @@ PACKAGES = [
     "dynasor.server",
     "eval",
     "eval.bench",
+    "dynasor_cli",
 ]
 
 # Files whose owners are moving them to public names (see each note); the list only shrinks.

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from certaindex import ProfilingRecord, write_records
 from dynasor.allocator import AllocatorConfig
-from dynasor.cli import app
+from dynasor_cli import app
 
 runner = CliRunner()
 

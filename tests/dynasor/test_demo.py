@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from dynasor.cli import app
 from dynasor.demo import DemoSettings, run_demo, summarize
+from dynasor_cli import app
 
 
 def test_early_exit_uses_a_prefix_of_the_fixed_budget_samples() -> None:

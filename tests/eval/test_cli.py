@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from dynasor.cli import app
+from dynasor_cli import app
 
 
 def test_eval_command_writes_every_output_and_resumes(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
-from dynasor.cli import app
+from dynasor_cli import app
 
 
 @pytest.fixture

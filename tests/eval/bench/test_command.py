@@ -4,7 +4,7 @@ import json
 
 from typer.testing import CliRunner
 
-from dynasor.cli import app
+from dynasor_cli import app
 
 
 def test_bench_command_prints_labelled_ratios_and_writes_results(tmp_path) -> None:
