@@ -108,10 +108,15 @@ class ProfilingRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProfilingRecord:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a profiling record is a JSON object, got {type(data).__name__}")
         known = {f for f in cls.__dataclass_fields__}
         missing = {"query_id", "algorithm", "step", "samples", "tokens", "certaindex"} - data.keys()
         if missing:
-            raise ValueError(f"profiling record lacks {sorted(missing)}: {dict(data)!r:.200}")
+            hint = ""
+            if isinstance(data.get("samples"), list):
+                hint = " (this looks like a trace line: replay it first, e.g. `dynasor calibrate --from-traces`)"
+            raise ValueError(f"profiling record lacks {sorted(missing)}{hint}: {dict(data)!r:.200}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -126,9 +131,19 @@ def write_records(records: Iterable[ProfilingRecord], path: str | Path) -> int:
 
 
 def read_records(path: str | Path) -> list[ProfilingRecord]:
-    """Read a JSONL profiling file (blank lines skipped)."""
+    """Read a JSONL profiling file (blank lines skipped); errors name the line."""
+    records = []
     with Path(path).open(encoding="utf-8") as fh:
-        return [ProfilingRecord.from_dict(json.loads(line)) for line in fh if line.strip()]
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(ProfilingRecord.from_dict(json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{path}:{number}: {exc}") from None
+    return records
 
 
 def group_queries(records: Iterable[ProfilingRecord]) -> dict[str, dict[str, list[ProfilingRecord]]]:

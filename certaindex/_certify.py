@@ -158,7 +158,8 @@ class Family:
     """The rules calibration may choose from: every combination of these, times the thresholds."""
 
     measures: tuple[str, ...] = ("entropy", "majority", "beta")
-    abstentions: tuple[str, ...] = ("ignore", "class", "distinct")
+    abstentions: tuple[str, ...] = ("class",)
+    """One treatment, the default: offering all three to a small learn part chose worse (docs/certaindex.md)."""
     round_sizes: tuple[int, ...] = (1, 2)
     min_samples: tuple[int, ...] = (2, 3, 4, 6, 8)
     hopeless: tuple[tuple[float, int] | None, ...] = (None, (0.1, 8), (0.2, 16))

@@ -121,7 +121,7 @@ class StopRule:
 
     >>> rule = StopRule("beta", 0.95, min_samples=3, round_size=1)
     >>> rule.value_key
-    'beta/ignore'
+    'beta/class'
     >>> StopRule("entropy", 1.5)
     Traceback (most recent call last):
     ...
@@ -134,7 +134,8 @@ class StopRule:
     min_samples: int = 1
     round_size: int = 1
     answer_kind: AnswerKind = "math"
-    abstentions: Abstentions = "ignore"
+    abstentions: Abstentions = "class"
+    """Default chosen on the leave-one-set-out evidence (docs/certaindex.md, "Abstentions")."""
     hopeless_threshold: float | None = None
     """Stop as hopeless when the measure is < this (None: no hopeless exit)."""
     hopeless_after: int = 1
@@ -252,7 +253,7 @@ class StopRule:
         return rule
 
 
-def value_key(measure: str, abstentions: str = "ignore", round_size: int = 1) -> str:
+def value_key(measure: str, abstentions: str = "class", round_size: int = 1) -> str:
     """Key of a measure's values in a trajectory.
 
     >>> value_key("entropy", "class"), value_key("esc", "distinct", 5), value_key("reward_max")

@@ -151,3 +151,29 @@ def test_record_missing_fields_is_an_error(tmp_path: Path) -> None:
     path.write_text(json.dumps({"query_id": "q", "step": 1}) + "\n")
     with pytest.raises(ValueError, match="lacks"):
         read_records(path)
+
+
+def test_a_trace_line_given_as_records_says_how_to_replay_it(tmp_path: Path) -> None:
+    path = tmp_path / "traces.jsonl"
+    path.write_text(json.dumps({"id": "q", "samples": [{"answer": "4"}]}) + "\n" + "{not json\n")
+    with pytest.raises(ValueError, match=r":1: profiling record lacks .*--from-traces"):
+        read_records(path)
+    path.write_text("{not json\n")
+    with pytest.raises(ValueError, match=r":1: not valid JSON"):
+        read_records(path)
+
+
+def test_point_estimate_never_reports_the_net_change_as_a_harm_rate_bound() -> None:
+    # Helps outnumber harms: the net loss is negative, which is no harm rate.
+    pop = {
+        **{f"h{q}": _query(f"h{q}", [0.9, 0.1], [False, True]) for q in range(2)},
+        **{f"g{q}": _query(f"g{q}", [0.9, 0.1], [True, False]) for q in range(8)},
+        **{f"s{q}": _query(f"s{q}", [0.9, 0.9], [True, True]) for q in range(90)},
+    }
+    choice = calibrate(pop, algorithm="sc", target_loss=0.005, bound="none")
+    assert choice.outcome.loss < 0
+    assert choice.harm_bound == pytest.approx(choice.outcome.harms / choice.outcome.n) and choice.harm_bound >= 0
+    assert choice.statement.startswith("no bound")
+    assert not any("harm-rate bound" in line for line in choice.report_lines())
+    bounded = calibrate(_population(400, 0.0), algorithm="sc", target_loss=0.02)
+    assert "harm-rate bound" in bounded.statement

@@ -76,7 +76,7 @@ def _traj(values: list[float], correct: list[bool], dataset: str = "d") -> Traje
     n = len(values)
     return Trajectory(
         samples=np.arange(1, n + 1),
-        values={"majority/ignore": np.array(values)},
+        values={"majority/class": np.array(values)},
         correct=np.array(correct),
         tokens=np.arange(1, n + 1) * 10,
         dataset=dataset,
@@ -93,7 +93,7 @@ def _crafted(safe: int = 700, traps: int = 70) -> list[Trajectory]:
 
 ONE_CHAIN = Family(
     measures=("majority",),
-    abstentions=("ignore",),
+    abstentions=("class",),
     round_sizes=(1,),
     min_samples=(1,),
     hopeless=(None,),
@@ -118,7 +118,7 @@ def test_certify_walks_strictest_first_and_stops_at_the_first_failing_threshold(
 def test_legacy_calibration_walk_stops_at_the_first_failure() -> None:
     recs = []
     for q, t in enumerate(_crafted(300, 30)):
-        values, correct = t.values["majority/ignore"], t.correct
+        values, correct = t.values["majority/class"], t.correct
         assert correct is not None
         recs += [
             ProfilingRecord(f"q{q}", "sc", s + 1, s + 1, 10 * (s + 1), {"m": float(values[s])}, str(correct[s]),

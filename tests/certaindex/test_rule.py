@@ -149,5 +149,5 @@ def test_describe_and_value_key() -> None:
     assert rule.describe() == (
         "entropy >= 0.9 from 3 samples, rounds of 1, abstentions class, hopeless < 0.2 from 8 samples"
     )
-    assert StopRule("esc", 1.0, round_size=5).value_key == "esc5/ignore"
+    assert StopRule("esc", 1.0, round_size=5).value_key == "esc5/class"
     assert StopRule().describe() == "no early stop (full budget)"

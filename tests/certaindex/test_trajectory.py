@@ -94,7 +94,7 @@ def _trajectory(values: Sequence[float], complete: bool = True) -> Trajectory:
     n = len(values)
     return Trajectory(
         samples=np.arange(1, n + 1),
-        values={"majority/ignore": np.asarray(values, dtype=float)},
+        values={"majority/class": np.asarray(values, dtype=float)},
         correct=np.ones(n, dtype=bool),
         tokens=np.arange(1, n + 1) * 10,
         complete=complete,
@@ -160,7 +160,7 @@ def test_hopeless_exit_and_running_trajectories() -> None:
 
 
 def test_a_trajectory_without_the_rules_measure_is_an_error() -> None:
-    with pytest.raises(KeyError, match="no values for 'beta/ignore'"):
+    with pytest.raises(KeyError, match="no values for 'beta/class'"):
         stop_index(StopRule("beta", 0.9), _trajectory([0.5, 0.5]))
 
 
