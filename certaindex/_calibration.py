@@ -216,10 +216,18 @@ def _trajectory(steps: Sequence[ProfilingRecord], measure: str) -> Trajectory:
     )
 
 
+def _rule(measure: str, threshold: float, min_step: int) -> StopRule:
+    """Rule ``measure >= threshold from step min_step`` (steps count as samples, a check at each).
+
+    Certaindex values lie in [0, 1]: a threshold above 1 never fires (the fixed budget), one
+    below 0 fires at every check, as 0 does.
+    """
+    return StopRule(measure, None if threshold > 1.0 else max(threshold, 0.0), min_samples=min_step)
+
+
 def _stop_index(steps: Sequence[ProfilingRecord], measure: str, threshold: float, min_step: int) -> int:
     """Where rule ``measure >= threshold from step min_step`` stops (:func:`~certaindex.stop_index`)."""
-    rule = StopRule(measure, threshold, min_samples=min_step)
-    return stop_index(rule, _trajectory(steps, measure)).index
+    return stop_index(_rule(measure, threshold, min_step), _trajectory(steps, measure)).index
 
 
 def _outcome(queries: Iterable[Sequence[ProfilingRecord]], stop: Any) -> RuleOutcome:
@@ -247,7 +255,7 @@ def evaluate_rule(
     if not steps_list:
         return _outcome([], lambda steps: 0)
     batch = TrajectoryBatch([_trajectory(steps, measure) for steps in steps_list])
-    index, _ = stop_indices(StopRule(measure, threshold, min_samples=min_step), batch)
+    index, _ = stop_indices(_rule(measure, threshold, min_step), batch)
     stops = {id(steps): int(i) for steps, i in zip(steps_list, index, strict=True)}
     return _outcome(steps_list, lambda steps: stops[id(steps)])
 

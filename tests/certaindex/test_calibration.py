@@ -177,3 +177,9 @@ def test_point_estimate_never_reports_the_net_change_as_a_harm_rate_bound() -> N
     assert not any("harm-rate bound" in line for line in choice.report_lines())
     bounded = calibrate(_population(400, 0.0), algorithm="sc", target_loss=0.02)
     assert "harm-rate bound" in bounded.statement
+
+
+def test_a_threshold_above_one_is_the_fixed_budget() -> None:
+    queries = {"q": _query("q", [0.9, 1.0, 1.0], [True, False, True])}
+    assert evaluate_rule(queries, "m", 2.0).tokens == 30
+    assert evaluate_rule(queries, "m", -1.0).tokens == 10
