@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     eq.close()
     lines = [
         "### Trace sets (replay)\n",
-        "| set | answer kind | queries | samples per query | pass@1 | majority@full |",
+        "| set | answer kind | queries | samples per query | first sample right | majority of all right |",
     ]
     lines.append("|---|---|---|---|---|---|")
     for s in sets:
