@@ -16,6 +16,7 @@ from certaindex import (
     binomial_pvalue,
     calibrate,
     certify,
+    certify_ladder,
     fixed_sequence,
     group_queries,
     loss_pvalue,
@@ -153,3 +154,19 @@ def test_bad_arguments() -> None:
         certify(_crafted(5, 0), target=2.0)
     with pytest.raises(ValueError, match="no trajectories"):
         certify([])
+
+
+LADDER = (0.005, 0.01, 0.02, 0.05)
+
+
+def test_ladder_returns_the_tightest_bound_and_pays_for_trying_several() -> None:
+    # 70 harm-free certify queries: enough for 5 pt at delta = 0.05, not at delta / 4.
+    safe = _crafted(100, 0)
+    assert certify(safe, target=0.05, family=ONE_CHAIN).certified
+    assert not certify_ladder(safe, LADDER, family=ONE_CHAIN).certified
+    # Three times the queries: 5 pt passes at delta / 4, 2 pt still does not.
+    ladder = certify_ladder(_crafted(300, 0), LADDER, family=ONE_CHAIN)
+    cert = ladder.rule.certification
+    assert ladder.certified and cert is not None
+    assert (cert.bound, cert.confidence) == (0.05, 0.95)
+    assert "tightest of 4 bounds" in cert.method
