@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from certaindex import (
     ABSTENTIONS,
+    Equivalence,
     StopRule,
     Trajectory,
     TrajectoryBatch,
@@ -20,9 +23,12 @@ from certaindex import (
     first_correct_oracle,
     majority_fraction,
     normalized_entropy,
+    read_traces,
+    records_from_trace,
     replay,
     stop_index,
     stop_indices,
+    trajectories_from_traces,
     treat_abstentions,
 )
 from tests.certaindex.strategies import labels as label_lists
@@ -188,3 +194,28 @@ def test_the_two_oracles_are_different_things() -> None:
     first_right = first_correct_oracle([t])
     assert same.samples == 1 and same.loss == 0.0  # "b" leads at once and is the final answer
     assert first_right.samples == 3 and first_right.helps == 1  # "a" leads after 3 samples, and is right
+
+
+@given(stop_rules, value_lists, st.sampled_from([0.5, 0.7, 0.9, 1.0]))
+def test_a_looser_threshold_never_stops_later(rule: StopRule, values: list[float], looser: float) -> None:
+    if rule.threshold is None or looser > rule.threshold:
+        return
+    t = _trajectory(values)
+    strict = stop_index(rule, t)
+    loose = stop_index(rule.with_changes(threshold=looser, hopeless_threshold=None), t)
+    plain = stop_index(rule.with_changes(hopeless_threshold=None), t)
+    assert loose.index <= plain.index
+    assert strict.index <= plain.index  # a hopeless exit only ever stops earlier
+
+
+def test_trajectories_agree_with_the_profiling_records_on_the_bundled_math_set() -> None:
+    path = Path(__file__).resolve().parents[2] / "dynasor" / "data" / "traces" / "math-qwen25.jsonl"
+    eq = Equivalence(symbolic=False)
+    traces = read_traces(path)
+    trajectories = trajectories_from_traces(traces, equivalence=eq)
+    raw = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for t, line in zip(trajectories, raw, strict=True):
+        records = records_from_trace(line, equivalence=eq)
+        assert t.correct is not None
+        assert t.correct.tolist() == [r.correct for r in records]
+        assert t.values["entropy/distinct"] == pytest.approx([r.certaindex["entropy"] for r in records])
