@@ -61,7 +61,7 @@ from certaindex._certify import (
 )
 from certaindex._choice import choice_key, extract_option, normalize_options
 from certaindex._combine import all_of, any_of
-from certaindex._defaults import HESITATION_WORDS
+from certaindex._defaults import BETA_STOP_CONFIDENCE, ESC_WINDOW, HESITATION_WORDS
 from certaindex._entropy import (
     cluster_counts,
     entropy_batch,
@@ -127,6 +127,8 @@ __all__ = [
     "AGREEMENT_MEASURES",
     "ALGORITHM_MEASURES",
     "ANSWER_KINDS",
+    "BETA_STOP_CONFIDENCE",
+    "ESC_WINDOW",
     "HESITATION_WORDS",
     "KNOWN_MEASURES",
     "NO_ANSWER",

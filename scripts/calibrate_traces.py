@@ -26,7 +26,6 @@ from pathlib import Path
 import yaml
 
 import certaindex as cx
-from certaindex._defaults import BETA_STOP_CONFIDENCE
 from dynasor_cli.calibrate import render_config, render_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             full = cx.evaluate_rule(test, "entropy", 2.0)  # never fires: the fixed budget
             lines.append(row(f"{direction} fixed budget", full, "all samples"))
             lines.append(row(f"{direction} oracle stop", cx.oracle_outcome(test), "first step with final answer"))
-            beta = cx.evaluate_rule(test, "beta", BETA_STOP_CONFIDENCE)
-            lines.append(row(f"{direction} uncalibrated", beta, f"beta >= {BETA_STOP_CONFIDENCE}"))
+            beta = cx.evaluate_rule(test, "beta", cx.BETA_STOP_CONFIDENCE)
+            lines.append(row(f"{direction} uncalibrated", beta, f"beta >= {cx.BETA_STOP_CONFIDENCE}"))
             bundled = cx.evaluate_rule(
                 test, default_rule["measure"], default_rule["threshold"], default_rule["min_step"]
             )

@@ -34,7 +34,6 @@ PENDING: dict[str, str] = {
     "scripts/bench_sandbox.py": "eval._sandbox / eval._isolation -> names exported by eval",
     "scripts/build_code_traces.py": "eval._sandbox -> names exported by eval",
     "scripts/build_svamp_traces.py": "eval._sandbox -> names exported by eval",
-    "scripts/calibrate_traces.py": "certaindex._defaults.BETA_STOP_CONFIDENCE -> an export of certaindex",
 }
 
 
