@@ -23,6 +23,7 @@ from dynasor.engine.sim import SimBackend
 from dynasor.engine.sources import ReplaySource
 from dynasor.engine.traces import TraceRecord, load_traces
 from dynasor.runtime import Runtime
+from dynasor.sched.policy import DEFAULT_POLICY
 
 __all__ = ["DemoOutcome", "DemoSettings", "run_demo", "summarize"]
 
@@ -31,7 +32,7 @@ __all__ = ["DemoOutcome", "DemoSettings", "run_demo", "summarize"]
 class DemoSettings:
     traces: str | Path = "math-qwen25"
     profile: str = "h100-llama3-8b"
-    policy: str = "dynasor"
+    policy: str = DEFAULT_POLICY
     rate: float = 2.0
     """Query arrivals per second (Poisson)."""
     max_samples: int = 8

@@ -25,7 +25,7 @@ from dynasor._state import ExitReason, QueryStats, RequestRecord
 from dynasor.allocator import Action, Allocator, AllocatorConfig
 from dynasor.engine.base import Backend, Capacity, Scorer
 from dynasor.sched.gang import Gang
-from dynasor.sched.policy import GangPolicy, make_policy
+from dynasor.sched.policy import DEFAULT_POLICY, GangPolicy, make_policy
 from dynasor.sched.scheduler import GangScheduler
 
 __all__ = ["Runtime"]
@@ -44,7 +44,8 @@ class Runtime:
     backend:
         Where generation requests go.
     policy:
-        Gang-ordering policy, by name (``fcfs``, ``query-fcfs``, ``las``, ``dynasor``) or instance.
+        Gang-ordering policy: an instance, or a name or spec with knobs (``"dynasor:aging=0.5"``;
+        see :func:`~dynasor.sched.make_policy`).
     allocator:
         Stop rules (an :class:`Allocator`, its config, or None for the bundled defaults).
     capacity:
@@ -59,7 +60,7 @@ class Runtime:
         self,
         backend: Backend,
         *,
-        policy: str | GangPolicy = "dynasor",
+        policy: str | GangPolicy = DEFAULT_POLICY,
         allocator: Allocator | AllocatorConfig | None = None,
         capacity: Capacity | None = None,
         scorer: Scorer | None = None,

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from dynasor.sched import POLICIES
+from dynasor_cli._options import DEFAULT_POLICY, key_values, policy_specs
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from eval.bench import BenchResult, RunConfig
 
 __all__ = ["register"]
 
@@ -28,7 +36,9 @@ def bench(
     slo_scale: Annotated[
         str, typer.Option("--slo-scale", help="Deadline = scale x base deadline; comma-separated for a sweep")
     ] = "1.0",
-    policies: Annotated[str, typer.Option(help="Scheduling policies to compare")] = "fcfs,query-fcfs,las,dynasor",
+    policies: Annotated[
+        str, typer.Option(help="Scheduling policies to compare, comma-separated; knobs as NAME:KEY=VALUE")
+    ] = ",".join(POLICIES),
     engine_profile: Annotated[str, typer.Option(help="Cost profile of the simulated engine")] = "h100-llama3-8b",
     duration: Annotated[float, typer.Option(help="Seconds of arrivals per run")] = 600.0,
     seed: Annotated[int, typer.Option(help="Seed of arrivals and content")] = 0,
@@ -40,8 +50,8 @@ def bench(
     model: Annotated[str | None, typer.Option(help="Served model name on the live engine")] = None,
     max_seqs: Annotated[int | None, typer.Option(help="Sequences kept in flight (default: engine's; 16 live)")] = None,
     early_exit: Annotated[
-        str, typer.Option(help="Who gets Certaindex early exit: dynasor (only it), all, none")
-    ] = "dynasor",
+        str, typer.Option(help="Who gets Certaindex early exit: policies by name (default: dynasor only), all, none")
+    ] = DEFAULT_POLICY,
     allocator: Annotated[Path | None, typer.Option(help="Allocator config (YAML/JSON) for early exit")] = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", help="Algorithm knob override KEY=VALUE (repeatable)")
@@ -70,63 +80,35 @@ def bench(
     Without --upstream it runs on the simulated engine in virtual time; with it, in real
     time against the live engine. Every figure printed is labelled with how it was obtained.
     """
-    import json
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
-
     from dynasor import ConfigError
-    from dynasor.allocator import AllocatorConfig
-    from dynasor.sched.policy import POLICIES
-    from eval.bench import RunConfig, headline, load_workload, make_arrivals, plot, run_bench, summary_rows, write_json
+    from eval.bench import run_bench
 
-    # A wide console when writing to a file or pipe, so the table keeps every column.
-    console = Console() if sys.stdout.isatty() else Console(width=200)
-    policy_list = [p.strip() for p in policies.split(",") if p.strip()]
-    unknown = [p for p in policy_list if p not in POLICIES]
-    if unknown:
-        raise typer.BadParameter(f"unknown policy {unknown[0]!r} (choose from {', '.join(POLICIES)})")
-    if early_exit not in ("dynasor", "all", "none"):
-        raise typer.BadParameter("choose dynasor, all or none", param_hint="--early-exit")
-    params = {}
-    for item in param or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
+    policy_list = policy_specs(policies)
+    _check_early_exit(early_exit)
+    params = key_values(param, "--param", _json_or_text)
+    rate_list, scale_list = _floats(rates, "--rates"), _floats(slo_scale, "--slo-scale")
     try:
-        chosen = load_workload(workload)
-        if replay_traces is not None:
-            if upstream:
-                raise ConfigError("--replay-traces replays on the simulated engine; drop --upstream")
-            chosen = chosen.with_recorded(replay_traces)
-        config = RunConfig(
-            workload=chosen,
+        config = _run_config(
+            workload,
+            replay_traces,
             duration=duration,
             seed=seed,
-            arrivals=make_arrivals(arrivals, cv=cv),
+            arrivals=arrivals,
+            cv=cv,
             engine_profile=engine_profile,
             upstream=upstream,
             model=model,
             max_seqs=max_seqs,
-            early_exit=early_exit,  # type: ignore[arg-type]
-            allocator=AllocatorConfig.load(allocator) if allocator else None,
+            early_exit=early_exit,
+            allocator=allocator,
             params=params,
-            record_traces=str(record_traces) if record_traces else None,
+            record_traces=record_traces,
         )
-        if not upstream:
-            from dynasor.engine.sim import load_profile
-
-            load_profile(engine_profile)
         result = run_bench(
             config,
             policy_list,
-            _floats(rates, "--rates"),
-            _floats(slo_scale, "--slo-scale"),
+            rate_list,
+            scale_list,
             search=search if search is not None else upstream is None,
             rel_tol=tolerance,
             max_probes=max_probes,
@@ -135,8 +117,91 @@ def bench(
             verbose=not quiet,
         )
     except (ConfigError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _console().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    _print_results(result, out, plots)
+
+
+def _check_early_exit(who: str) -> None:
+    names = {name.strip() for name in who.split(",") if name.strip()}
+    if who not in ("all", "none") and (not names or not names <= set(POLICIES)):
+        raise typer.BadParameter(
+            f"choose all, none, or policies by name ({', '.join(POLICIES)})", param_hint="--early-exit"
+        )
+
+
+def _json_or_text(raw: str) -> object:
+    import json
+
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _run_config(
+    workload: str,
+    replay_traces: Path | None,
+    *,
+    duration: float,
+    seed: int,
+    arrivals: str,
+    cv: float,
+    engine_profile: str,
+    upstream: str | None,
+    model: str | None,
+    max_seqs: int | None,
+    early_exit: str,
+    allocator: Path | None,
+    params: dict[str, object],
+    record_traces: Path | None,
+) -> RunConfig:
+    """The benchmark's configuration; raises ConfigError or ValueError for a bad one."""
+    from dynasor import ConfigError
+    from dynasor.allocator import AllocatorConfig
+    from dynasor.engine.sim import load_profile
+    from eval.bench import RunConfig, load_workload, make_arrivals
+
+    chosen = load_workload(workload)
+    if replay_traces is not None:
+        if upstream:
+            raise ConfigError("--replay-traces replays on the simulated engine; drop --upstream")
+        chosen = chosen.with_recorded(replay_traces)
+    config = RunConfig(
+        workload=chosen,
+        duration=duration,
+        seed=seed,
+        arrivals=make_arrivals(arrivals, cv=cv),
+        engine_profile=engine_profile,
+        upstream=upstream,
+        model=model,
+        max_seqs=max_seqs,
+        early_exit=early_exit,
+        allocator=AllocatorConfig.load(allocator) if allocator else None,
+        params=params,
+        record_traces=str(record_traces) if record_traces else None,
+    )
+    if not upstream:
+        load_profile(engine_profile)
+    return config
+
+
+def _console() -> Console:
+    import sys
+
+    from rich.console import Console
+
+    # A wide console when writing to a file or pipe, so the table keeps every column.
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _print_results(result: BenchResult, out: Path, plots: bool) -> None:
+    """Write the results file (and plots) and print the table and the headline."""
+    from rich.table import Table
+
+    from eval.bench import headline, plot, summary_rows, write_json
+
+    console = _console()
     path = write_json(result, out / "results.json")
     rows = summary_rows(result)
     table = Table(title=f"dynasor bench: {result.label}")

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from dynasor_cli._options import DEFAULT_POLICY, POLICY_HELP, policy_spec
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from dynasor.demo import DemoOutcome
 
 
 def demo(
     traces: Annotated[str, typer.Option(help="Bundled trace set name or a trace JSONL path.")] = "math-qwen25",
     profile: Annotated[str, typer.Option(help="Cost profile of the simulated engine.")] = "h100-llama3-8b",
-    policy: Annotated[str, typer.Option(help="Gang policy: fcfs, query-fcfs, las, dynasor.")] = "dynasor",
+    policy: Annotated[str, typer.Option(help=POLICY_HELP)] = DEFAULT_POLICY,
     rate: Annotated[float, typer.Option(help="Query arrivals per second (Poisson).")] = 2.0,
     max_samples: Annotated[int, typer.Option(help="Sample cap per query.")] = 8,
     samples_per_round: Annotated[int, typer.Option(help="Samples per step (gang size).")] = 2,
@@ -27,11 +35,11 @@ def demo(
     Prints one row per query and the totals against a fixed-budget run of the same samples.
     """
     from rich.console import Console
-    from rich.table import Table
 
     from dynasor import DynasorError
-    from dynasor.demo import DemoSettings, run_demo, summarize
+    from dynasor.demo import DemoSettings, run_demo
 
+    policy_spec(policy)
     console = Console(width=max(Console().width, 100))  # the table needs ~100 columns
     settings = DemoSettings(
         traces, profile, policy, rate, max_samples, samples_per_round, limit, seed, config, not real_time
@@ -46,6 +54,18 @@ def demo(
     clock = "real time" if real_time else "virtual time"
     label = f"replay of '{traces}' on the simulated engine (profile {profile}, {clock}), policy {policy}"
 
+    console.print(_query_table(outcomes if rows <= 0 else outcomes[:rows], max_samples, samples_per_round))
+    console.print(_totals_table(outcomes))
+    console.print(
+        f"[dim]{label}; tokens approximated from the recorded text; {len(outcomes)} queries at {rate}/s; "
+        f"wall time {wall:.1f} s[/dim]"
+    )
+
+
+def _query_table(outcomes: Sequence[DemoOutcome], max_samples: int, samples_per_round: int) -> Table:
+    """One row per query: its answer, exit, samples, tokens against the fixed budget's, latency."""
+    from rich.table import Table
+
     table = Table(title=f"Self-consistency, max {max_samples} samples, rounds of {samples_per_round}")
     table.add_column("query", no_wrap=True)
     table.add_column("answer", no_wrap=True, max_width=14, overflow="ellipsis")
@@ -53,8 +73,7 @@ def demo(
     table.add_column("exit", no_wrap=True)
     for column in ("samples", "tokens", "fixed", "saved", "latency s"):
         table.add_column(column, justify="right", no_wrap=True)
-    shown = outcomes if rows <= 0 else outcomes[:rows]
-    for o in shown:
+    for o in outcomes:
         early, base = o.early, o.baseline
         saved = 1 - early.usage.completion_tokens / base.usage.completion_tokens if base.usage.completion_tokens else 0
         table.add_row(
@@ -68,7 +87,13 @@ def demo(
             f"{saved:.0%}",
             f"{early.latency:.2f}",
         )
-    console.print(table)
+    return table
+
+
+def _totals_table(outcomes: Sequence[DemoOutcome]) -> Table:
+    from rich.table import Table
+
+    from dynasor.demo import summarize
 
     s = summarize(outcomes)
     totals = Table(title="Totals: Certaindex early exit vs fixed budget (same samples)")
@@ -80,11 +105,7 @@ def demo(
     totals.add_row("tokens saved", f"{s['tokens_saved']:,} ({s['saved_fraction']:.1%})", "-")
     totals.add_row("latency mean s", f"{s['latency_mean']:.2f}", f"{s['baseline_latency_mean']:.2f}")
     totals.add_row("latency p90 s", f"{s['latency_p90']:.2f}", f"{s['baseline_latency_p90']:.2f}")
-    console.print(totals)
-    console.print(
-        f"[dim]{label}; tokens approximated from the recorded text; {len(outcomes)} queries at {rate}/s; "
-        f"wall time {wall:.1f} s[/dim]"
-    )
+    return totals
 
 
 def register(app: typer.Typer) -> None:

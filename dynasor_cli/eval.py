@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dynasor_cli._options import DEFAULT_POLICY, POLICY_HELP, key_values, policy_spec
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from dynasor.allocator import AllocatorConfig
+    from eval import EvalConfig
+
 __all__ = ["register"]
-
-
-def _pairs(items: list[str] | None, what: str) -> dict[str, Any]:
-    """``KEY=VALUE`` options as a dict, values read as YAML scalars (``8`` -> 8, ``null`` -> None)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{what} must look like KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value) if what == "--param" else value.strip()
-    return out
 
 
 def eval_command(
@@ -44,7 +40,7 @@ def eval_command(
     max_tokens: Annotated[int | None, typer.Option(help="Knob max_tokens per sample.")] = None,
     temperature: Annotated[float | None, typer.Option(help="Knob temperature.")] = None,
     model: Annotated[str | None, typer.Option(help="Served model name (engine URL backend).")] = None,
-    policy: Annotated[str, typer.Option(help="Gang policy: fcfs, query-fcfs, las, dynasor.")] = "dynasor",
+    policy: Annotated[str, typer.Option(help=POLICY_HELP)] = DEFAULT_POLICY,
     allocator: Annotated[Path | None, typer.Option(help="Stop-rule config (YAML/JSON); default: bundled.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Override the algorithm's certaindex threshold.")] = None,
     min_step: Annotated[int | None, typer.Option(help="Override the first step the threshold applies at.")] = None,
@@ -83,36 +79,21 @@ def eval_command(
 ) -> None:
     """Evaluate Certaindex early exit on a dataset: accuracy, tokens, savings, plots; resumable."""
     from rich.console import Console
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from dynasor import ConfigError
-    from dynasor.allocator import AllocatorConfig
-    from eval import EvalConfig, finalize, render_table, run_eval
+    from eval import EvalConfig
 
-    console = Console(stderr=True)
-    params = _pairs(param, "--param")
-    for key, value in (
-        ("max_samples", max_samples),
-        ("samples_per_round", samples_per_round),
-        ("max_tokens", max_tokens),
-        ("temperature", temperature),
-    ):
-        if value is not None:
-            params[key] = value
+    policy_spec(policy)
     if dataset is None:
         if not backend.startswith("replay:"):
             raise typer.BadParameter("--dataset is required unless --backend is replay:PATH")
         dataset = backend.removeprefix("replay:")
     if kind not in (None, "math", "code"):
         raise typer.BadParameter(f"--kind must be math or code, got {kind!r}")
-    try:
-        rules = AllocatorConfig.load(allocator) if allocator else AllocatorConfig.bundled()
-        changes = {k: v for k, v in (("threshold", threshold), ("min_step", min_step)) if v is not None}
-        if changes:
-            rules = rules.with_rule(algorithm, **changes)
-    except (ConfigError, OSError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    knobs = dict(
+        max_samples=max_samples, samples_per_round=samples_per_round, max_tokens=max_tokens, temperature=temperature
+    )
+    params = key_values(param, "--param", _yaml_scalar) | {k: v for k, v in knobs.items() if v is not None}
     stem = re.sub(r"[^\w.-]+", "_", Path(dataset).name.split(".")[0]) or "dataset"
     out = out or Path("runs") / f"eval-{stem}-{algorithm}"
     config = EvalConfig(
@@ -122,7 +103,7 @@ def eval_command(
         backend=backend,
         model=model,
         policy=policy,
-        allocator=rules,
+        allocator=_stop_rules(allocator, algorithm, threshold=threshold, min_step=min_step),
         limit=limit,
         concurrency=concurrency,
         out=out,
@@ -130,22 +111,46 @@ def eval_command(
         seed=seed,
         profile=sim_profile,
         kind=kind,
-        fields=_pairs(field, "--field"),
+        fields=key_values(field, "--field", str.strip),
         split=split,
         grade_timeout=grade_timeout,
-        unsafe_exec=unsafe_exec,
         scorer=None if scorer == "none" else scorer,
     )
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
+    console = Console(stderr=True)
+    try:
+        ids, label = _run(config, console)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    _finish(config, ids, label, plots, console)
+
+
+def _yaml_scalar(value: str) -> Any:
+    """A knob's value as YAML reads it (``8`` -> 8, ``null`` -> None)."""
+    import yaml
+
+    return yaml.safe_load(value)
+
+
+def _stop_rules(path: Path | None, algorithm: str, **changes: float | int | None) -> AllocatorConfig:
+    """The early-exit arm's stop rules: the file's (or the bundled ones), with the overrides given."""
+    from dynasor import ConfigError
+    from dynasor.allocator import AllocatorConfig
+
+    try:
+        rules = AllocatorConfig.load(path) if path else AllocatorConfig.bundled()
+        given = {k: v for k, v in changes.items() if v is not None}
+        return rules.with_rule(algorithm, **given) if given else rules
+    except (ConfigError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _run(config: EvalConfig, console: Console) -> tuple[set[str], str]:
+    """Run the evaluation with a progress bar; the ids of the problems asked, and how figures were obtained."""
+    from eval import load_problems, run_eval
+
+    progress = _progress_bar(console)
     tally = {"n": 0, "right": 0, "tokens": 0, "base_right": 0, "base_tokens": 0}
-    ids: set[str] = set()
 
     def on_start(total: int, done: int) -> None:
         progress.start()
@@ -163,24 +168,41 @@ def eval_command(
         progress.update(progress.task_ids[0], advance=1, stats=stats)
 
     try:
-        try:
-            from eval import load_problems
+        kind: Any = config.kind
+        problems = load_problems(config.dataset, split=config.split, fields=config.fields, kind=kind)
+        if config.limit is not None:
+            problems = problems[: config.limit]
+        _, spec = run_eval(config, problems=problems, on_start=on_start, on_result=on_result)
+    finally:
+        progress.stop()
+    return {p.id for p in problems}, spec.kind
 
-            problems = load_problems(dataset, split=split, fields=config.fields, kind=kind)  # type: ignore[arg-type]
-            if limit is not None:
-                problems = problems[:limit]
-            ids = {p.id for p in problems}
-            _, spec = run_eval(config, problems=problems, on_start=on_start, on_result=on_result)
-        finally:
-            progress.stop()
-    except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    summary = finalize(out, ids=ids, plots=plots)
+
+def _progress_bar(console: Console) -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _finish(config: EvalConfig, ids: set[str], label: str, plots: bool, console: Console) -> None:
+    """Summarise the results file, print the table and say where everything went."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from eval import finalize, render_table
+
+    summary = finalize(config.out, ids=ids, plots=plots)
     Console().print(render_table(summary))
     files = ["results.jsonl", "summary.json"]
     files += ["profile.jsonl"] if summary.get("profile_records") else []
-    console.print(escape(f"[{spec.kind}] results in {out}/: " + ", ".join(files + summary.get("plots", []))))
+    console.print(escape(f"[{label}] results in {config.out}/: " + ", ".join(files + summary.get("plots", []))))
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from dynasor_cli._options import DEFAULT_POLICY, POLICY_HELP, policy_spec
+
 
 def serve(
     upstream: Annotated[
@@ -24,7 +26,7 @@ def serve(
         str | None, typer.Option(envvar="DYNASOR_UPSTREAM_API_KEY", help="Bearer token sent to the upstream.")
     ] = None,
     model: Annotated[str | None, typer.Option(help="Upstream model for reasoning (default: the first listed).")] = None,
-    policy: Annotated[str, typer.Option(help="Gang policy: fcfs, query-fcfs, las, dynasor.")] = "dynasor",
+    policy: Annotated[str, typer.Option(help=POLICY_HELP)] = DEFAULT_POLICY,
     config: Annotated[Path | None, typer.Option(help="Allocator (stop-rule) config, YAML or JSON.")] = None,
     max_queries: Annotated[int, typer.Option(help="Reasoning queries admitted at once (more: HTTP 429).")] = 256,
     max_samples: Annotated[int, typer.Option(help="Largest dynasor.max_samples a request may ask.")] = 64,
@@ -36,11 +38,9 @@ def serve(
     import uvicorn
 
     from dynasor import DynasorError
-    from dynasor.sched.policy import POLICIES
     from dynasor.server import ServerSettings, create_app
 
-    if policy not in POLICIES:
-        raise typer.BadParameter(f"unknown policy {policy!r} (choose from {', '.join(sorted(POLICIES))})")
+    policy_spec(policy)
     try:
         settings = ServerSettings(
             upstreams=tuple(upstream),

@@ -25,6 +25,7 @@ from dynasor import Budget, ConfigError, Query, QueryResult
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.base import Scorer
 from dynasor.runtime import Runtime
+from dynasor.sched import DEFAULT_POLICY
 from eval._backends import BackendSpec, parse_backend
 from eval._datasets import Problem, load_problems
 from eval._graders import CodeGrader, candidate_program, shared_math_grader
@@ -48,7 +49,8 @@ class EvalConfig:
     """The algorithm's knobs (``max_samples``, ``samples_per_round``, ``max_tokens``, ...)."""
     backend: str = "sim"
     model: str | None = None
-    policy: str = "dynasor"
+    policy: str = DEFAULT_POLICY
+    """Gang policy, a name or a spec with knobs (``dynasor:aging=0.5``)."""
     allocator: AllocatorConfig | None = None
     """Stop rules of the early-exit arm (None: the bundled defaults)."""
     limit: int | None = None

@@ -7,6 +7,7 @@ name or a spec with knobs (``"dynasor:aging=0.5"``).
 from dynasor._state import QueryStats
 from dynasor.sched.gang import Gang
 from dynasor.sched.policy import (
+    DEFAULT_POLICY,
     POLICIES,
     DynasorPolicy,
     FCFSPolicy,
@@ -14,10 +15,14 @@ from dynasor.sched.policy import (
     LeastAttainedServicePolicy,
     QueryFCFSPolicy,
     make_policy,
+    parse_policy,
+    policy_name,
+    split_policies,
 )
 from dynasor.sched.scheduler import Dispatch, GangScheduler, estimate_prompt_tokens
 
 __all__ = [
+    "DEFAULT_POLICY",
     "POLICIES",
     "Dispatch",
     "DynasorPolicy",
@@ -30,4 +35,7 @@ __all__ = [
     "QueryStats",
     "estimate_prompt_tokens",
     "make_policy",
+    "parse_policy",
+    "policy_name",
+    "split_policies",
 ]

@@ -17,6 +17,7 @@ from dynasor._exceptions import PolicyError
 from dynasor.sched.gang import Gang
 
 __all__ = [
+    "DEFAULT_POLICY",
     "POLICIES",
     "DynasorPolicy",
     "FCFSPolicy",
@@ -24,6 +25,9 @@ __all__ = [
     "LeastAttainedServicePolicy",
     "QueryFCFSPolicy",
     "make_policy",
+    "parse_policy",
+    "policy_name",
+    "split_policies",
 ]
 
 
@@ -91,6 +95,13 @@ class DynasorPolicy(GangPolicy):
     unbounded_requests: int = 8
     """Remaining sub-requests assumed for a query without a sample cap."""
 
+    def __post_init__(self) -> None:
+        if self.aging < 0 or self.demotion_penalty < 0 or self.unbounded_requests < 1:
+            raise PolicyError(
+                "dynasor policy knobs: aging and demotion_penalty must be >= 0, unbounded_requests >= 1 "
+                f"(got {self.aging}, {self.demotion_penalty}, {self.unbounded_requests})"
+            )
+
     def key(self, gang: Gang) -> tuple[float, ...]:
         return (self.predicted_work(gang) + self.aging * gang.stats.arrival, gang.submitted)
 
@@ -116,23 +127,79 @@ class DynasorPolicy(GangPolicy):
 POLICIES: dict[str, Callable[..., GangPolicy]] = {
     cls.name: cls for cls in (FCFSPolicy, QueryFCFSPolicy, LeastAttainedServicePolicy, DynasorPolicy)
 }
+"""Every policy by name; :func:`make_policy` builds one, the CLI and the config read this."""
+
+DEFAULT_POLICY = DynasorPolicy.name
+"""The policy the runtime, the proxy and the commands use unless told otherwise."""
 
 
-def make_policy(name: str, **options: float) -> GangPolicy:
-    """Build a policy by name; ``options`` set its knobs (``aging=...`` for ``dynasor``).
+def make_policy(spec: str, **options: float) -> GangPolicy:
+    """Build a policy from its name, or a spec with knobs: ``"dynasor:aging=0.5,demotion_penalty=1e5"``.
+
+    ``options`` set knobs too (they win over the spec's). Knob values are numbers.
 
     >>> make_policy("las").name
     'las'
+    >>> make_policy("dynasor:aging=0.5").aging
+    0.5
     >>> make_policy("sjf")
     Traceback (most recent call last):
     ...
     dynasor._exceptions.PolicyError: Unknown scheduling policy: 'sjf' (choose from fcfs, query-fcfs, las, dynasor)
     """
+    name, knobs = parse_policy(spec)
     try:
         factory = POLICIES[name]
     except KeyError:
         raise PolicyError(f"Unknown scheduling policy: {name!r} (choose from {', '.join(POLICIES)})") from None
     try:
-        return factory(**options)
+        return factory(**(knobs | options))
     except TypeError as exc:
         raise PolicyError(f"Bad options for policy {name!r}: {exc}") from exc
+
+
+def parse_policy(spec: str) -> tuple[str, dict[str, float]]:
+    """Split a policy spec into its name and knobs.
+
+    >>> parse_policy("dynasor:aging=0.5,unbounded_requests=4")
+    ('dynasor', {'aging': 0.5, 'unbounded_requests': 4})
+    """
+    name, _, rest = spec.strip().partition(":")
+    knobs: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise PolicyError(f"policy knob {item!r} in {spec!r} is not KEY=VALUE")
+        knobs[key.strip()] = _number(value.strip(), f"policy knob {key.strip()!r} in {spec!r}")
+    return name.strip(), knobs
+
+
+def _number(text: str, what: str) -> float:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    raise PolicyError(f"{what} must be a number, got {text!r}")
+
+
+def split_policies(text: str) -> list[str]:
+    """Policy specs from a comma-separated list; a ``KEY=VALUE`` item is one more knob of the policy before it.
+
+    >>> split_policies("dynasor:aging=0.5,demotion_penalty=1e5,fcfs,las")
+    ['dynasor:aging=0.5,demotion_penalty=1e5', 'fcfs', 'las']
+    """
+    specs: list[str] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if "=" in item and ":" not in item:
+            if not specs:
+                raise PolicyError(f"policy knob {item!r} comes before any policy name")
+            specs[-1] += f",{item}"
+        else:
+            specs.append(item)
+    return specs
+
+
+def policy_name(spec: str) -> str:
+    """The policy's name in a spec (``"dynasor:aging=0.5"`` -> ``"dynasor"``)."""
+    return spec.partition(":")[0].strip()

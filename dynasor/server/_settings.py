@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dynasor._exceptions import ConfigError
 from dynasor.engine.sources import Source
+from dynasor.sched.policy import DEFAULT_POLICY, make_policy
 
 __all__ = ["ServerSettings"]
 
@@ -28,7 +29,8 @@ class ServerSettings:
     """Bearer token the proxy sends upstream (vLLM ``--api-key``)."""
     model: str | None = None
     """Model name reasoning sub-requests use (None: the first one the upstream lists)."""
-    policy: str = "dynasor"
+    policy: str = DEFAULT_POLICY
+    """Gang policy, a name or a spec with knobs (``dynasor:aging=0.5``)."""
     allocator_config: Path | None = None
     """Allocator (stop-rule) YAML/JSON; None: the bundled defaults."""
     max_active: int = 256
@@ -67,6 +69,7 @@ class ServerSettings:
                 load_profile(self.sim_profile)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
+        make_policy(self.policy)  # a PolicyError (a ConfigError) for an unknown name or knob
         for name in ("max_active", "max_samples", "max_tokens", "max_n", "upstream_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dynasor.sched import DEFAULT_POLICY, policy_name
 from eval.bench._metrics import TARGET_ATTAINMENT, summarize
 from eval.bench._runner import PointRun, PointSpec, RunConfig, run_points
 from eval.bench._search import RateSearch, find_sustainable_rate
@@ -51,14 +52,19 @@ class BenchResult:
         return None if search is None else search.rate
 
     def ratios(self) -> dict[str, float | None]:
-        """``dynasor / X`` of sustainable rates, for every other policy searched."""
-        mine = self.sustainable("dynasor")
+        """``dynasor / X`` of sustainable rates, for every other policy searched.
+
+        The reference is the first policy searched whose name is the default policy, ``dynasor``
+        (with or without knobs).
+        """
+        reference = next((p for p in self.searches if policy_name(p) == DEFAULT_POLICY), DEFAULT_POLICY)
+        mine = self.sustainable(reference)
         out: dict[str, float | None] = {}
         for policy in self.searches:
-            if policy == "dynasor":
+            if policy == reference:
                 continue
             theirs = self.sustainable(policy)
-            out[f"dynasor/{policy}"] = mine / theirs if mine and theirs else None
+            out[f"{reference}/{policy}"] = mine / theirs if mine and theirs else None
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,10 +7,10 @@ times with a deadline of ``slo_scale * base_deadline``; the runtime cuts a query
 deadline for every policy (its best answer so far is kept, and the miss is counted), so
 that no policy spends capacity on queries that have already missed.
 
-Early exit (Certaindex stopping) is applied per policy: by default only ``dynasor`` gets the
-bundled allocator rules, as in the paper's comparison of the full system against plain
-schedulers; ``early_exit="all"`` gives it to every policy (scheduling alone is compared) and
-``"none"`` to none.
+Early exit (Certaindex stopping) is a switch of its own, set per policy by name
+(``RunConfig.early_exit``): by default only ``dynasor`` gets the bundled allocator rules, as in
+the paper's comparison of the full system against plain schedulers; ``"all"`` gives it to every
+policy (scheduling alone is compared) and ``"none"`` to none.
 """
 
 from __future__ import annotations
@@ -19,21 +19,20 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from certaindex import canonical_key
 from dynasor import Budget, ConfigError, ExitReason, Query, QueryResult, clock
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.base import Backend, Capacity, Scorer
 from dynasor.runtime import Runtime
+from dynasor.sched import DEFAULT_POLICY, policy_name
 from eval.bench._arrivals import Arrivals, PoissonArrivals
 from eval.bench._metrics import QueryOutcome
 from eval.bench._record import RecordingBackend, merge_traces
 from eval.bench._workloads import BenchQuery, Workload
 
-__all__ = ["EarlyExit", "PointRun", "PointSpec", "RunConfig", "run_point", "run_points"]
-
-EarlyExit = Literal["dynasor", "all", "none"]
+__all__ = ["PointRun", "PointSpec", "RunConfig", "run_point", "run_points"]
 
 # Slack when comparing a finish time with its deadline: the runtime's timeout fires at the
 # deadline itself, and a query that finished exactly then did not miss it.
@@ -56,7 +55,8 @@ class RunConfig:
     """Served model name on the live engine (None: the first it lists)."""
     max_seqs: int | None = None
     """Sequences the scheduler keeps in flight (None: the engine's limit, 16 on a live engine)."""
-    early_exit: EarlyExit = "dynasor"
+    early_exit: str = DEFAULT_POLICY
+    """Who gets Certaindex early exit: ``all``, ``none``, or policies by name, comma-separated."""
     allocator: AllocatorConfig | None = None
     """Stop rules where early exit applies (None: the bundled defaults)."""
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -68,6 +68,12 @@ class RunConfig:
     @property
     def mode(self) -> str:
         return "real engine" if self.upstream else "simulated"
+
+    def early_exit_for(self, policy: str) -> bool:
+        """Whether ``policy`` (a name, or a spec with knobs) runs with early exit."""
+        if self.early_exit in ("all", "none"):
+            return self.early_exit == "all"
+        return policy_name(policy) in {name.strip() for name in self.early_exit.split(",")}
 
 
 @dataclass(frozen=True)
@@ -88,12 +94,8 @@ class PointRun:
     engine: dict[str, float] = field(default_factory=dict)
 
 
-def _early_exit(policy: str, config: RunConfig) -> bool:
-    return config.early_exit == "all" or (config.early_exit == "dynasor" and policy == "dynasor")
-
-
-def _allocator_for(policy: str, config: RunConfig) -> AllocatorConfig:
-    if _early_exit(policy, config):
+def _allocator_for(early_exit: bool, config: RunConfig) -> AllocatorConfig:
+    if early_exit:
         return config.allocator or AllocatorConfig.bundled()
     # No early stop and no deadline guard: the baseline runs its full budget.
     return AllocatorConfig(deadline_guard=False)
@@ -138,10 +140,10 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
     recorder = None
     if config.record_traces:
         backend = recorder = RecordingBackend(backend)
+    early = config.early_exit_for(spec.policy)
     runtime = Runtime(
-        backend, policy=spec.policy, allocator=_allocator_for(spec.policy, config), capacity=capacity, scorer=scorer
+        backend, policy=spec.policy, allocator=_allocator_for(early, config), capacity=capacity, scorer=scorer
     )
-    early = _early_exit(spec.policy, config)
     queries = [config.workload.query(i, config.seed, config.params, early_exit=early) for i in range(len(times))]
     outcomes: list[QueryOutcome] = []
 

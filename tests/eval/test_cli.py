@@ -44,3 +44,12 @@ def test_bad_backend_and_missing_dataset_are_reported(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown backend" in bad.output
     missing = CliRunner().invoke(app, ["eval", "--backend", "sim", "--out", str(tmp_path / "m")])
     assert missing.exit_code == 2 and "--dataset" in missing.output
+
+
+def test_policy_and_its_knobs_are_checked_before_running(tmp_path: Path) -> None:
+    base = ["eval", "--backend", "replay:math-qwen25", "--limit", "2", "--no-plots"]
+    bad = CliRunner().invoke(app, [*base, "--policy", "dynasor:aging=fast", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "aging" in bad.output and not (tmp_path / "b").exists()
+    good = CliRunner().invoke(app, [*base, "--policy", "dynasor:aging=0.5", "--out", str(tmp_path / "g")])
+    assert good.exit_code == 0, good.output
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["config"]["policy"] == "dynasor:aging=0.5"

@@ -44,3 +44,14 @@ def test_bad_options_exit_without_serving(captured, args):
     result = CliRunner().invoke(app, ["serve", *args])
     assert result.exit_code == 2
     assert not captured
+
+
+def test_policy_knobs_reach_the_proxy_s_runtime(captured):
+    from dynasor.sched import DynasorPolicy
+    from dynasor.server import ServerSettings
+    from dynasor.server.state import ProxyState
+
+    assert CliRunner().invoke(app, ["serve", "--upstream", "sim", "--policy", "dynasor:aging=0.5"]).exit_code == 0
+    assert ProxyState(ServerSettings(policy="dynasor:aging=0.5")).runtime.policy == DynasorPolicy(aging=0.5)
+    bad = CliRunner().invoke(app, ["serve", "--upstream", "sim", "--policy", "dynasor:aging=-1"])
+    assert bad.exit_code == 2 and "aging" in bad.output and len(captured) == 1

@@ -30,10 +30,25 @@ def test_bench_command_rejects_bad_input(tmp_path) -> None:
     runner = CliRunner()
     bad_policy = runner.invoke(app, ["bench", "--policies", "sjf", "--out", str(tmp_path)])
     assert bad_policy.exit_code != 0 and "sjf" in bad_policy.output
+    bad_knob = runner.invoke(app, ["bench", "--policies", "fcfs,dynasor:agin=1", "--out", str(tmp_path)])
+    assert bad_knob.exit_code == 2 and "agin" in bad_knob.output
+    bad_early_exit = runner.invoke(app, ["bench", "--early-exit", "sjf", "--out", str(tmp_path)])
+    assert bad_early_exit.exit_code == 2 and "--early-exit" in bad_early_exit.output
     bad_workload = runner.invoke(app, ["bench", "--workload", "nope", "--out", str(tmp_path)])
     assert bad_workload.exit_code == 2 and "Unknown workload" in bad_workload.output
     bad_profile = runner.invoke(app, ["bench", "--engine-profile", "tpu", "--rates", "1", "--out", str(tmp_path)])
     assert bad_profile.exit_code == 2 and "cost profile" in bad_profile.output
+
+
+def test_bench_command_takes_policy_knobs(tmp_path) -> None:
+    args = ["bench", "--rates", "1", "--policies", "fcfs,dynasor:aging=0.5,demotion_penalty=1e5", "--duration", "10",
+            "--param", "max_samples=4", "--no-search", "--no-plots", "--out", str(tmp_path), "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [p["policy"] for p in data["points"]] == ["fcfs", "dynasor:aging=0.5,demotion_penalty=1e5"]
+    dyn = data["points"][1]["metrics"]
+    assert dyn["exit_reasons"].get("confident", 0) > 0  # early exit follows the policy's name
 
 
 def test_bench_command_without_search(tmp_path) -> None:

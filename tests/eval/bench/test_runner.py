@@ -32,6 +32,27 @@ def test_early_exit_can_be_given_to_every_policy() -> None:
     assert any(o.exit_reason == "confident" for o in run.outcomes)
 
 
+def test_early_exit_is_a_switch_of_its_own_not_the_policy_s_name() -> None:
+    config = _config(early_exit="las")
+    assert [config.early_exit_for(p) for p in ("las", "fcfs", "dynasor", "dynasor:aging=5")] == [1, 0, 0, 0]
+    assert _config().early_exit_for("dynasor:aging=5")  # knobs do not change who the policy is
+    las, dyn = run_points(config, [PointSpec("las", 1.0, 1.0), PointSpec("dynasor", 1.0, 1.0)])
+    assert any(o.exit_reason == "confident" for o in las.outcomes)
+    assert {o.exit_reason for o in dyn.outcomes} == {"budget"}  # the dynasor policy without early exit
+
+
+def test_policy_knobs_reach_the_scheduler() -> None:
+    # A tiny engine keeps gangs waiting, so the order (and the aging that shapes it) matters.
+    config = _config(max_seqs=2, early_exit="none", duration=30.0)
+    eager, patient = run_points(
+        config, [PointSpec("dynasor:aging=0", 2.0, 1.0), PointSpec("dynasor:aging=1e9", 2.0, 1.0)]
+    )
+    # With a huge aging rate the key is the arrival time: queries finish in arrival order.
+    finish = [o.arrival + o.latency for o in patient.outcomes]
+    assert finish == sorted(finish)
+    assert [o.latency for o in eager.outcomes] != [o.latency for o in patient.outcomes]
+
+
 def test_tight_deadlines_are_cut_and_counted_as_misses() -> None:
     [run] = run_points(_config(), [PointSpec("fcfs", 2.0, 0.01)])  # 2.4 s deadlines
     m = summarize(run.outcomes, 60.0)
