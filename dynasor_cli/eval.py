@@ -114,6 +114,7 @@ def eval_command(
         fields=key_values(field, "--field", str.strip),
         split=split,
         grade_timeout=grade_timeout,
+        unsafe_exec=unsafe_exec,
         scorer=None if scorer == "none" else scorer,
     )
     console = Console(stderr=True)

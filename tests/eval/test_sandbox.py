@@ -174,3 +174,26 @@ def _alive(marker: str) -> int:
             except OSError:
                 continue
     return count
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], False), (["--unsafe-exec"], True)])
+def test_eval_command_passes_unsafe_exec_to_the_grader(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str], flag: list[str], expected: bool
+) -> None:
+    import eval as eval_package
+
+    seen: list[bool] = []
+
+    def fake_run_eval(config, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(config.unsafe_exec)
+        raise SandboxUnavailable("refusing to run model-written code: no sandbox here")
+
+    monkeypatch.setattr(eval_package, "run_eval", fake_run_eval)
+    from typer.testing import CliRunner
+
+    from dynasor_cli import app
+
+    args = ["eval", "--dataset", "humaneval", "--limit", "1", "--out", str(tmp_path), *flag]
+    result = CliRunner().invoke(app, args)
+    assert seen == [expected]
+    assert result.exit_code == 2 and "refusing to run model-written code" in result.output
