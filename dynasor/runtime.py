@@ -1,10 +1,12 @@
 """The runtime (query manager): admits queries, runs their programs, applies the allocator.
 
-Each query runs its program in a task of its own; the program's gangs go through the
-shared :class:`~dynasor.sched.GangScheduler`. When the allocator stops a query, the
-deadline passes or the client cancels, that task is cancelled: waiting gangs are withdrawn
-and running sub-requests aborted in the engine (the scheduler runs each gang in a task
-group inside the program's task), and the result is finalised from ``program.answer()``.
+Each query runs its program inside one cancel scope (an :func:`asyncio.timeout` whose
+deadline is the query's); the program's gangs go through the shared
+:class:`~dynasor.sched.GangScheduler`, which runs each gang's sub-requests in a task group
+nested in that scope. A stop, whether the allocator's, the budget's, the deadline's or the
+client's, is the scope's cancellation: waiting gangs are withdrawn, running sub-requests are
+aborted in the engine, nothing the query started outlives it, and the result is finalised
+from ``program.answer()``.
 """
 
 from __future__ import annotations
@@ -176,7 +178,8 @@ class _QueryRun:
         self.trajectory: list[TrajectoryPoint] = []
         self.last_certainty: Certainty | None = None
         self.exit_reason: ExitReason | None = None
-        self.task: asyncio.Task[None] | None = None
+        self.scope: asyncio.Timeout | None = None
+        """The query's cancel scope while its program runs (its deadline is the query's)."""
         self.prompt_tokens = 0
         self.largest_request = 0
         # Reservations for requests in flight, so concurrent gangs cannot overrun a cap.
@@ -209,12 +212,10 @@ class _QueryRun:
         return max(self.max_samples - self.stats.samples - self.inflight_requests, 0)
 
     async def gather(self, requests: Sequence[GenerateRequest]) -> list[Completion]:
-        if self.exit_reason is not None:
-            raise asyncio.CancelledError
-        batch = self._fit_budget(list(requests))
+        batch = [] if self.exit_reason is not None else self._fit_budget(list(requests))
         if not batch:
-            self.stop(ExitReason.BUDGET)
-            raise asyncio.CancelledError
+            self.stop(ExitReason.BUDGET)  # keeps the reason of an earlier stop
+            await _until_cancelled()  # by the query's scope: a stopped query sends nothing more
         reserved = sum(r.max_tokens for r in batch)
         self.largest_request = max(self.largest_request, *(r.max_tokens for r in batch))
         self.inflight_requests += len(batch)
@@ -296,29 +297,24 @@ class _QueryRun:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def stop(self, reason: ExitReason) -> None:
-        """End the query: cancel its program (and with it every gang it has in flight)."""
+        """End the query: cancel its scope (the program, and every gang it has in flight)."""
         if self.exit_reason is None:
             self.exit_reason = reason
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        if self.scope is not None and not self.scope.expired():
+            self.scope.reschedule(asyncio.get_running_loop().time())  # the deadline is now
 
     async def execute(self) -> QueryResult:
-        loop = asyncio.get_running_loop()
         error: str | None = None
-        self.task = loop.create_task(self.program.run(self), name=f"query-{self.info.id}")
         try:
-            async with asyncio.timeout_at(self.stats.deadline):
-                await self.task
+            async with asyncio.timeout_at(self.stats.deadline) as self.scope:
+                await self.program.run(self)
         except TimeoutError:
             self.exit_reason = self.exit_reason or ExitReason.DEADLINE
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                # The caller gave up on the query (client disconnect): account, then obey.
-                self.exit_reason = self.exit_reason or ExitReason.CANCELLED
-                self._finish(error)
-                raise
+            # The caller gave up on the query (client disconnect): account, then obey.
             self.exit_reason = self.exit_reason or ExitReason.CANCELLED
+            self._finish(error)
+            raise
         except Exception as exc:
             logger.warning("query %s failed: %r", self.info.id, exc)
             error = f"{type(exc).__name__}: {exc}"
@@ -329,6 +325,7 @@ class _QueryRun:
         return self._finish(error)
 
     def _finish(self, error: str | None) -> QueryResult:
+        self.scope = None  # left: a late stop has nothing to cancel
         now = asyncio.get_running_loop().time()
         self._count()
         budget = self.spec.budget
@@ -404,6 +401,10 @@ class _QueryRun:
         except Exception:
             logger.exception("%s.answer() failed", type(self.program).__name__)
             return None
+
+
+async def _until_cancelled() -> None:
+    await asyncio.get_running_loop().create_future()
 
 
 def _with_max_tokens(request: GenerateRequest, max_tokens: int) -> GenerateRequest:

@@ -49,7 +49,9 @@ class KeyedSelfConsistency(SelfConsistency):
         while len(self.completions) < self.max_samples:
             size = min(self.samples_per_round, self.max_samples - len(self.completions))
             batch = await ctx.gather([sample] * size)
-            keyed = await asyncio.gather(*(self.keyer(c) for c in batch))
+            async with asyncio.TaskGroup() as group:
+                keying = [group.create_task(self.keyer(c)) for c in batch]
+            keyed = [task.result() for task in keying]
             for completion, (answer, key) in zip(batch, keyed, strict=True):
                 self.completions.append(completion)
                 self.answers.append(answer)

@@ -281,8 +281,10 @@ async def load(
             stats.latencies.setdefault(kind, []).append(time.perf_counter() - t0)
 
     limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(hang_after + 5), limits=limits) as client:
-        await asyncio.gather(*(worker(client) for _ in range(clients)))
+    client = httpx.AsyncClient(timeout=httpx.Timeout(hang_after + 5), limits=limits)
+    async with client, asyncio.TaskGroup() as group:
+        for _ in range(clients):
+            group.create_task(worker(client))
     return stats, time.monotonic() - started, max_requests - budget["left"]
 
 

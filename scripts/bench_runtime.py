@@ -62,7 +62,9 @@ async def engine_alone(sequences: int) -> int:
         await asyncio.sleep(i * 0.01)
         await engine.run(200, rng.randint(100, 2000))
 
-    await asyncio.gather(*(one(i) for i in range(sequences)))
+    async with asyncio.TaskGroup() as group:
+        for i in range(sequences):
+            group.create_task(one(i))
     await engine.aclose()
     return engine.tokens_generated
 
@@ -78,7 +80,9 @@ async def whole_runtime(queries: int) -> tuple[int, float]:
 
     loop = asyncio.get_running_loop()
     start = loop.time()
-    await asyncio.gather(*(one(i) for i in range(queries)))
+    async with asyncio.TaskGroup() as group:
+        for i in range(queries):
+            group.create_task(one(i))
     await runtime.aclose()
     return backend.engine.tokens_generated, loop.time() - start
 

@@ -10,7 +10,6 @@ priority order and abort on cancel. Prints one JSON line of results; exits 1 on 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sys
 import time
@@ -60,16 +59,12 @@ async def main(model: str) -> dict[str, object]:
         results["priority"] = results["priority_overtakes"] >= 3  # type: ignore[operator]
 
         seen = asyncio.Event()
-        task = asyncio.create_task(
-            backend.generate(
-                EngineRequest("long", "q", GenerateRequest("x", max_tokens=900, on_text=lambda t: seen.set(), **long))
-            )
-        )
-        await asyncio.wait_for(seen.wait(), 60)
-        running = engine.output_processor.get_num_unfinished_requests()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        request = GenerateRequest("x", max_tokens=900, on_text=lambda t: seen.set(), **long)
+        async with asyncio.TaskGroup() as tg:  # a cancelled child leaves the group quietly
+            task = tg.create_task(backend.generate(EngineRequest("long", "q", request)))
+            await asyncio.wait_for(seen.wait(), 60)
+            running = engine.output_processor.get_num_unfinished_requests()
+            task.cancel()
         await asyncio.sleep(0.5)
         left = engine.output_processor.get_num_unfinished_requests()
         results["abort"] = running == 1 and left == 0

@@ -80,7 +80,9 @@ async def measure_decode(
     client: httpx.AsyncClient, model: str, rng: random.Random, b: int, p: int, t: int
 ) -> list[tuple[int, int, int, float]]:
     """Observations (running, context, prefill=0, seconds per iteration) of one decode run."""
-    runs = await asyncio.gather(*(stream_times(client, model, fresh_prompt(rng, p), t) for _ in range(b)))
+    async with asyncio.TaskGroup() as group:
+        streams = [group.create_task(stream_times(client, model, fresh_prompt(rng, p), t)) for _ in range(b)]
+    runs = [task.result() for task in streams]
     # Steady phase: after the last request produced its first token, before the first finished.
     start = max(r[1][0] for r in runs if len(r) > 1)
     end = min(r[-1][0] for r in runs)

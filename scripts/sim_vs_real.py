@@ -91,12 +91,16 @@ async def run_real(url: str, model: str | None, queries: list[Query]) -> tuple[l
                 )
                 for j, n in enumerate(q.lengths)
             ]
-            done = await asyncio.gather(*(backend.generate(r) for r in reqs))
+            async with asyncio.TaskGroup() as group:
+                running = [group.create_task(backend.generate(r)) for r in reqs]
+            done = [task.result() for task in running]
             latency[q.id] = time.monotonic() - start
             prompt_tokens[q.id] = [c.prompt_tokens for c in done]
             total += sum(c.completion_tokens for c in done)
 
-        await asyncio.gather(*(one(q) for q in queries))
+        async with asyncio.TaskGroup() as group:
+            for q in queries:
+                group.create_task(one(q))
         makespan = time.monotonic() - t0
     return latency, total / makespan, prompt_tokens
 
@@ -111,10 +115,14 @@ def run_sim(profile: str, queries: list[Query], prompt_tokens: list[list[int]]) 
         async def one(q: Query) -> None:
             await asyncio.sleep(q.arrival)
             start = loop.time()
-            await asyncio.gather(*(engine.run(p, n) for p, n in zip(prompt_tokens[q.id], q.lengths, strict=True)))
+            async with asyncio.TaskGroup() as group:
+                for p, n in zip(prompt_tokens[q.id], q.lengths, strict=True):
+                    group.create_task(engine.run(p, n))
             latency[q.id] = loop.time() - start
 
-        await asyncio.gather(*(one(q) for q in queries))
+        async with asyncio.TaskGroup() as group:
+            for q in queries:
+                group.create_task(one(q))
         makespan = loop.time() - t0
         await engine.aclose()
         return latency, sum(sum(q.lengths) for q in queries) / makespan

@@ -10,14 +10,14 @@ Submitting, dispatching and withdrawing each cost O(log n).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from algorithms.protocol import Completion, GenerateRequest
 from dynasor._state import QueryStats, RequestRecord
+from dynasor._tasks import first_error
 from dynasor.engine.base import Backend, Capacity, EngineRequest
 from dynasor.sched.gang import Gang
 from dynasor.sched.policy import GangPolicy
@@ -152,7 +152,7 @@ class GangScheduler:
         Per-request policies (``split_gangs``) queue each request on its own.
         """
         if self.policy.split_gangs and len(requests) > 1:
-            async with _first_error(), asyncio.TaskGroup() as tg:
+            async with first_error(), asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._run_one_gang(stats, [r], on_record, on_dispatch)) for r in requests]
             return [task.result()[0] for task in tasks]
         return await self._run_one_gang(stats, requests, on_record, on_dispatch)
@@ -179,7 +179,7 @@ class GangScheduler:
                 self._release(gang, range(len(requests)))
             self.schedule()
             raise
-        async with _first_error(), asyncio.TaskGroup() as tg:
+        async with first_error(), asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._run_request(gang, i, on_record)) for i in range(len(requests))]
         return [task.result() for task in tasks]
 
@@ -200,8 +200,6 @@ class GangScheduler:
             engine_request.meter.prompt_tokens = completion.prompt_tokens
             engine_request.meter.completion_tokens = completion.completion_tokens
             return completion
-        except asyncio.CancelledError:
-            raise
         except Exception:
             finish_reason = "error"
             raise
@@ -223,13 +221,3 @@ class GangScheduler:
                     )
                 )
             self.schedule()
-
-
-@contextlib.asynccontextmanager
-async def _first_error() -> AsyncIterator[None]:
-    """One failed request fails the step: surface the error itself, not a task group's group."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        errors = [e for e in group.exceptions if not isinstance(e, asyncio.CancelledError)]
-        raise (errors[0] if errors else group) from None

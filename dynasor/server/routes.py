@@ -9,16 +9,16 @@ Streams are cancelled by the server itself when the client goes away.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
+from dynasor._tasks import first_error
 from dynasor.server._passthrough import Relay, ServingError
 from dynasor.server._shapes import Endpoint
 from dynasor.server.metrics import CONTENT_TYPE_LATEST
@@ -164,24 +164,20 @@ async def _handle(
         state.metrics.requests.labels(endpoint, kind, str(status)).inc()
 
 
-async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work``; if the client disconnects first, cancel it and give up on the answer."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+async def _until_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work``; if the client disconnects first, cancel it and give up on the answer.
+
+    The work and a watcher of the connection run in one task group: whichever ends first
+    cancels the other, and both have ended when this returns.
+    """
+    async with first_error(), asyncio.TaskGroup() as group:
+        answer = group.create_task(work)
+        watcher = group.create_task(_disconnected(request))
+        answer.add_done_callback(lambda _: watcher.cancel())
+        watcher.add_done_callback(lambda _: answer.cancel())
+    if answer.cancelled():
         raise ClientGone
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    return answer.result()
 
 
 async def _disconnected(request: Request) -> None:

@@ -19,7 +19,6 @@ The finishing chunk carries the query's summary in its ``dynasor`` object as wel
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -234,6 +233,8 @@ class ReasoningService:
                     events.put_nowait((_TEXT, text))
 
             self.backend.taps[plan.query.id] = tap
+        # The query runs beside the stream, not in a task group of it: a generator may be closed
+        # from another task, where a group it holds cannot exit. The finally below ends the query.
         task = asyncio.get_running_loop().create_task(self.run(plan, on_event=on_event))
         task.add_done_callback(lambda _: events.put_nowait((_END, None)))
         try:
@@ -262,10 +263,10 @@ class ReasoningService:
                 yield shaper.side_chunk(usage=usage)
             yield DONE
         finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ServingError):
-                    await task
+            task.cancel()  # a no-op once the query has ended; otherwise it aborts its sub-requests
+            await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # seen: a failure after the client left is not worth a warning
 
 
 def _tail(streamed: str, result: QueryResult) -> str:

@@ -133,6 +133,74 @@ def test_stop_aborts_in_flight_sub_requests() -> None:
     check_usage(result)
 
 
+@dataclass
+class BusyProgram(Program):
+    """Keeps the engine busy: a long gang running, another waiting for room, short steps reporting."""
+
+    certainty: float
+
+    async def run(self, ctx: Context) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(ctx.gather([GenerateRequest("long", 10_000, tag="long")] * 2))
+            tg.create_task(ctx.gather([GenerateRequest("queued", 10_000, tag="queued")] * 2))
+            while True:
+                await ctx.generate(GenerateRequest("short", 50, tag="short"))
+                ctx.report(Certainty(self.certainty, "entropy"))
+
+    def answer(self) -> str | None:
+        return "7"
+
+
+@pytest.mark.parametrize("how", ["confident", "budget", "deadline", "cancel by id", "caller cancels"])
+def test_nothing_outlives_a_stopped_query(how: str) -> None:
+    """However a query stops, its tasks have ended and the engine holds none of its requests."""
+
+    async def main() -> tuple[QueryResult | None, set[str], int, tuple[int, int], Runtime]:
+        backend = SimBackend(PROFILE, FixedSource(5000))
+        # Room for the long gang and one short request: the second long gang waits in the queue.
+        runtime = Runtime(backend, allocator=AllocatorConfig({"p": StopRule(threshold=0.5)}), capacity=Capacity(3))
+        query = Query(
+            "x",
+            "p",
+            budget=Budget(max_steps=3) if how == "budget" else Budget(),
+            deadline=3.0 if how == "deadline" else None,
+            id="q",
+        )
+        task = asyncio.create_task(runtime.run(query, BusyProgram(1.0 if how == "confident" else 0.0)))
+        await asyncio.sleep(0.2)
+        assert runtime.scheduler.running_seqs == 3 and len(runtime.scheduler) == 1  # all three kinds in flight
+        await asyncio.sleep(2.0)
+        if how == "cancel by id":
+            runtime.cancel("q")
+        elif how == "caller cancels":
+            task.cancel()
+        result: QueryResult | None = None
+        try:
+            result = await task
+        except asyncio.CancelledError:
+            assert how == "caller cancels"
+        others = {t.get_name() for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+        engine = backend.engine
+        return (
+            result,
+            others,
+            engine.running + engine.waiting,
+            (runtime.scheduler.running_seqs, len(runtime.scheduler)),
+            runtime,
+        )
+
+    result, others, in_engine, in_scheduler, runtime = run(main())
+    assert others <= {"sim-engine"}  # the engine's own loop; no task of the query
+    assert in_engine == 0 and in_scheduler == (0, 0) and runtime.active == 0
+    if result is not None:
+        expected = {"confident": "confident", "budget": "budget", "deadline": "deadline"}.get(how, "cancelled")
+        assert result.exit_reason == expected
+        long = [r for r in result.requests if r.tag == "long"]
+        assert [r.finish_reason for r in long] == ["abort"] * 2
+        assert not any(r.tag == "queued" for r in result.requests)  # withdrawn before it ran
+        check_usage(result)
+
+
 def test_budget_caps_trim_gangs() -> None:
     async def main() -> tuple[QueryResult, QueryResult]:
         runtime = Runtime(FakeBackend(), allocator=NO_STOP)
