@@ -21,6 +21,7 @@ PACKAGES = [
     "algorithms",
     "dynasor",
     "dynasor.engine",
+    "dynasor.engine.openai",
     "dynasor.sched",
     "dynasor.server",
     "eval",

@@ -1,0 +1,248 @@
+"""The ``openai`` backend: any OpenAI-compatible server over HTTP, vLLM first.
+
+Every request streams (server-sent events) with ``stream_options.include_usage``, for two
+reasons: cancelling the awaiting task closes the stream, which is how vLLM learns to abort
+the sequence and free its KV cache; and token counts come from the engine's own usage
+block rather than from counting chunks.
+
+The client (this module) holds the connection pool, retries and the model name; the request
+body is shaped in :mod:`._request`, the streamed answer read in :mod:`._stream`, and failures
+mapped onto Dynasor's errors in :mod:`._errors`.
+
+Failures before the first token (connection refused or reset, HTTP 429, HTTP 5xx) are
+retried with exponential backoff and jitter; once a token has streamed a failure is final,
+since a retry would silently generate a different continuation.
+
+Example
+-------
+>>> async def main() -> None:  # doctest: +SKIP
+...     async with OpenAIBackend("http://127.0.0.1:8000", model="smollm2") as backend:
+...         req = EngineRequest("r1", "q1", GenerateRequest("2+2=", max_tokens=8))
+...         print((await backend.generate(req)).text)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import httpx
+
+from algorithms.protocol import Completion, GenerateRequest  # noqa: F401  (doctest)
+from dynasor._exceptions import ConfigError, EngineError, EngineTimeout, EngineUnavailable
+from dynasor.engine.base import Backend, Capacity, EngineRequest
+from dynasor.engine.openai._errors import Retryable, RetryPolicy, status_error
+from dynasor.engine.openai._request import PriorityConvention, build_body, engine_priority
+from dynasor.engine.openai._stream import Accumulator, SSEDecoder
+
+__all__ = ["OpenAIBackend"]
+
+T = TypeVar("T")
+
+
+class OpenAIBackend(Backend):
+    """Generation on an OpenAI-compatible server (vLLM, SGLang, ...) over pooled HTTP.
+
+    Parameters
+    ----------
+    base_url
+        Server root, e.g. ``http://127.0.0.1:8000`` (a trailing ``/v1`` is accepted).
+    model
+        Model name sent with each request; None: the first one ``/v1/models`` lists.
+    api_key
+        Sent as a bearer token when given.
+    priority
+        The engine's :data:`PriorityConvention`. :class:`EngineRequest` priorities follow
+        vLLM (lower first) and are negated for ``higher-first`` engines.
+    max_seqs, max_kv_tokens
+        What :meth:`capacity` reports to the scheduler (None: the backend does not know).
+    connect_timeout, read_timeout
+        Seconds to open a connection, and the longest silence allowed while waiting for the
+        next bytes of a response (a queued request on a busy engine sends nothing until its
+        first token, so keep this generous).
+    retry
+        Backoff for failures before the first token.
+    max_connections
+        Size of the keep-alive connection pool (one streaming request holds one).
+    continuous_usage
+        Ask for usage in every chunk (``stream_options.continuous_usage_stats``, a vLLM
+        extension) so ``request.meter`` is exact while the request runs; turn it off for
+        servers that reject the field (the meter then counts one token per chunk until the
+        final usage block).
+    transport
+        An httpx transport to use instead of the network (tests pass ``httpx.MockTransport``).
+    seed
+        Seeds the jitter of retry delays.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        *,
+        api_key: str | None = None,
+        priority: PriorityConvention = "lower-first",
+        max_seqs: int | None = None,
+        max_kv_tokens: int | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float | None = 600.0,
+        retry: RetryPolicy | None = None,
+        max_connections: int = 512,
+        headers: Mapping[str, str] | None = None,
+        continuous_usage: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if priority not in ("lower-first", "higher-first", "none"):
+            raise ConfigError(f"unknown priority convention {priority!r}: lower-first, higher-first or none")
+        root = base_url.rstrip("/")
+        self.base_url = root.removesuffix("/v1")
+        self.model = model or "unknown"
+        self._model_known = model is not None
+        self.priority_convention: PriorityConvention = priority
+        self.retry = retry or RetryPolicy()
+        self.continuous_usage = continuous_usage
+        self._capacity = Capacity(max_seqs, max_kv_tokens) if max_seqs is not None else None
+        self._rng = random.Random(seed)
+        all_headers = dict(headers or {})
+        if api_key:
+            all_headers["Authorization"] = f"Bearer {api_key}"
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=all_headers,
+            # pool=None: when every connection is busy a request waits its turn; the scheduler,
+            # not a pool timeout, bounds how much is in flight.
+            timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=None),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+        self._model_lock = asyncio.Lock()
+
+    # -- public API -------------------------------------------------------------------
+
+    def capacity(self) -> Capacity | None:
+        return self._capacity
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def models(self) -> list[str]:
+        """Model ids the upstream serves (``GET /v1/models``)."""
+        body = await self._request_json("GET", "/v1/models", None)
+        return [m["id"] for m in body.get("data", [])]
+
+    async def post_json(self, path: str, body: Mapping[str, Any]) -> Any:
+        """POST ``body`` to ``path`` on the upstream (e.g. ``/classify``) and return its JSON.
+
+        Shares the connection pool, timeouts, retry policy and error mapping of generation,
+        so reward-model scorers and other extensions can build on it.
+        """
+        return await self._request_json("POST", path, body)
+
+    def engine_priority(self, priority: int) -> int | None:
+        """The ``priority`` value to send for a vLLM-convention priority (None: send none)."""
+        return engine_priority(self.priority_convention, priority)
+
+    def build_body(self, request: EngineRequest) -> tuple[str, dict[str, Any]]:
+        """The endpoint path and JSON body for ``request`` (public for inspection and tests)."""
+        return build_body(
+            request, model=self.model, priority=self.engine_priority(request.priority), usage=self.continuous_usage
+        )
+
+    async def generate(self, request: EngineRequest) -> Completion:
+        """Stream ``request`` from the server; see :meth:`Backend.generate`.
+
+        Raises
+        ------
+        EngineUnavailable
+            The server could not be reached, or kept answering 429/5xx, through all retries.
+        EngineTimeout
+            No bytes arrived within ``read_timeout``.
+        EngineError
+            Any other failure: a 4xx answer (``status`` and ``body`` carry the server's),
+            an error event in the stream, or a stream broken after tokens arrived.
+        """
+        await self._ensure_model()
+        path, body = self.build_body(request)
+        return await self._retrying(lambda attempt: self._stream_once(path, body, request, attempts=attempt))
+
+    # -- internals --------------------------------------------------------------------
+
+    async def _ensure_model(self) -> None:
+        if self._model_known:
+            return
+        async with self._model_lock:
+            if not self._model_known:
+                names = await self.models()
+                if not names:
+                    raise EngineError(f"{self.base_url} serves no model")
+                self.model, self._model_known = names[0], True
+
+    async def _stream_once(
+        self, path: str, body: Mapping[str, Any], request: EngineRequest, *, attempts: int
+    ) -> Completion:
+        acc = Accumulator(request)
+        t0 = time.monotonic()
+        try:
+            async with self._client.stream("POST", path, json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise status_error(response)
+                decoder = SSEDecoder()
+                done = False
+                async for text in response.aiter_text():
+                    for data in decoder.decode(text):
+                        done = done or acc.event(data, time.monotonic() - t0)
+                    if done:
+                        break
+                else:
+                    for data in decoder.flush():
+                        acc.event(data, time.monotonic() - t0)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            error = EngineUnavailable(f"{type(exc).__name__} talking to {self.base_url}{path}: {exc}")
+            if acc.started:
+                raise EngineError(f"stream from {self.base_url}{path} broke after {acc.chunks} chunks: {exc}") from exc
+            error.__cause__ = exc
+            raise Retryable(error) from exc
+        except httpx.TimeoutException as exc:
+            raise EngineTimeout(f"no data from {self.base_url}{path} in time: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:
+            raise EngineError(f"HTTP failure talking to {self.base_url}{path}: {exc}") from exc
+        return acc.completion(attempts=attempts, latency_s=time.monotonic() - t0)
+
+    async def _retrying(self, once: Callable[[int], Awaitable[T]]) -> T:
+        """Call ``once(attempt)`` (1-based) until it stops raising ``Retryable``, with backoff."""
+        last: Retryable | None = None
+        for attempt in range(self.retry.attempts):
+            if last is not None:
+                await asyncio.sleep(self.retry.delay(attempt - 1, self._rng, last.retry_after))
+            try:
+                return await once(attempt + 1)
+            except Retryable as exc:
+                last = exc
+        assert last is not None
+        raise last.error from last.error.__cause__
+
+    async def _request_json(self, method: str, path: str, body: Mapping[str, Any] | None) -> Any:
+        async def once(_: int) -> Any:
+            try:
+                response = await self._client.request(method, path, json=body)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+                error = EngineUnavailable(f"{type(exc).__name__} talking to {self.base_url}{path}: {exc}")
+                error.__cause__ = exc
+                raise Retryable(error) from exc
+            except httpx.TimeoutException as exc:
+                raise EngineTimeout(f"no answer from {self.base_url}{path} in time") from exc
+            except httpx.HTTPError as exc:
+                raise EngineError(f"HTTP failure talking to {self.base_url}{path}: {exc}") from exc
+            if response.status_code >= 400:
+                raise status_error(response)
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise EngineError(f"{self.base_url}{path} answered with invalid JSON") from exc
+
+        return await self._retrying(once)
