@@ -19,8 +19,7 @@ from certaindex import answers_equal
 from dynasor._query import Query, QueryResult
 from dynasor.allocator import AllocatorConfig
 from dynasor.clock import run as run_clock
-from dynasor.engine.sim import SimBackend
-from dynasor.engine.sources import ReplaySource
+from dynasor.engine.sim import ReplaySource, SimBackend
 from dynasor.engine.traces import TraceRecord, load_traces
 from dynasor.runtime import Runtime
 from dynasor.sched.policy import DEFAULT_POLICY

@@ -28,8 +28,8 @@ import httpx
 
 from algorithms.protocol import ChatMessage, Completion, GenerateRequest, QueryInfo
 from dynasor._exceptions import ConfigError, EngineError
-from dynasor.engine.base import Backend, EngineRequest, Scorer
-from dynasor.engine.sources import prompt_text, query_rng
+from dynasor.engine.base import Backend, EngineRequest, Scorer, prompt_text
+from dynasor.engine.sim import query_rng
 
 __all__ = [
     "SCORERS",

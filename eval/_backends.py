@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dynasor import ConfigError
 from dynasor.engine.base import Backend
-from dynasor.engine.sources import ReplaySource, Source, SyntheticSource
+from dynasor.engine.sim import ReplaySource, Source, SyntheticSource
 from dynasor.engine.traces import TraceRecord, bundled_traces, load_traces
 
 __all__ = ["BackendSpec", "parse_backend"]

@@ -5,8 +5,7 @@ from certaindex import cluster_answers, extract_answer, majority_vote, normalize
 from dynasor import Query
 from dynasor.allocator import AllocatorConfig, StopRule
 from dynasor.clock import run
-from dynasor.engine.sim import SimBackend
-from dynasor.engine.sources import SyntheticSource
+from dynasor.engine.sim import SimBackend, SyntheticSource
 from dynasor.runtime import Runtime
 
 

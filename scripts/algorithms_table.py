@@ -22,11 +22,12 @@ from dynasor import Query
 from dynasor.allocator import AllocatorConfig, StopRule
 from dynasor.clock import run
 from dynasor.engine.base import Scorer
-from dynasor.engine.sim import SimBackend
-from dynasor.engine.sources import ReplaySource, Source
-from dynasor.engine.sources_reasoning import (
+from dynasor.engine.sim import (
     ReplayChainSource,
+    ReplaySource,
     ReplayStepSource,
+    SimBackend,
+    Source,
     SyntheticChainSource,
     SyntheticStepSource,
 )

@@ -20,8 +20,7 @@ from dynasor import Query
 from dynasor.allocator import AllocatorConfig
 from dynasor.clock import run
 from dynasor.engine.base import Capacity
-from dynasor.engine.sim import SimBackend, SimEngine, load_profile
-from dynasor.engine.sources import SyntheticSource
+from dynasor.engine.sim import SimBackend, SimEngine, SyntheticSource, load_profile
 from dynasor.runtime import Runtime
 from dynasor.sched import POLICIES, Gang, GangScheduler, QueryStats, make_policy
 

@@ -19,7 +19,7 @@ Then a non-negative least-squares fit of the sim's iteration cost::
 
 (decode observations have ``F = 0``; prefill observations ``b = 1``, ``C = P``, ``F = P``),
 prints the coefficients with the fit's error, and with ``--write`` replaces the ``cpu-tiny``
-entry of ``dynasor/engine/profiles.json`` (``max_num_seqs`` and ``kv_tokens`` are read from the
+entry of ``dynasor/engine/sim/profiles.json`` (``max_num_seqs`` and ``kv_tokens`` are read from the
 server's ``/metrics``). Every figure printed is ``real engine`` (the server and model named).
 """
 
@@ -39,7 +39,7 @@ import httpx
 import numpy as np
 from scipy.optimize import nnls
 
-PROFILES = Path(__file__).resolve().parents[1] / "dynasor" / "engine" / "profiles.json"
+PROFILES = Path(__file__).resolve().parents[1] / "dynasor" / "engine" / "sim" / "profiles.json"
 # Prefill dominates a run's cost on CPU (b * P prompt tokens), so long prompts only at small b.
 DECODE_GRID = [(1, 16), (8, 16), (32, 16), (64, 16), (1, 256), (8, 128), (16, 128), (4, 512)]
 PREFILL_LENGTHS = (128, 256, 512)

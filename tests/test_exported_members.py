@@ -22,6 +22,7 @@ PACKAGES = [
     "dynasor",
     "dynasor.engine",
     "dynasor.engine.openai",
+    "dynasor.engine.sim",
     "dynasor.sched",
     "dynasor.server",
     "eval",

@@ -10,8 +10,7 @@ from pathlib import Path
 from dynasor import Query
 from dynasor.allocator import AllocatorConfig, StopRule
 from dynasor.clock import run
-from dynasor.engine.sim import SimBackend
-from dynasor.engine.sources import SyntheticSource
+from dynasor.engine.sim import SimBackend, SyntheticSource
 from dynasor.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]

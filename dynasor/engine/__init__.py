@@ -1,9 +1,22 @@
-"""Engine backends: one small class per engine behind :class:`Backend`."""
+"""Engine backends: one small class per engine behind :class:`Backend`.
+
+``openai`` (any OpenAI-compatible server, vLLM first), ``sim`` (a simulated engine with its
+token sources) and ``vllm_inproc`` (vLLM in process, the ``vllm`` extra).
+"""
 
 from dynasor.engine.base import Backend, Capacity, EngineRequest, Scorer, UsageMeter
 from dynasor.engine.openai import OpenAIBackend, PriorityConvention, RetryPolicy
-from dynasor.engine.sim import CostProfile, SimBackend, SimEngine, load_profile, profile_names
-from dynasor.engine.sources import FixedSource, ReplaySource, Source, SyntheticSource
+from dynasor.engine.sim import (
+    CostProfile,
+    FixedSource,
+    ReplaySource,
+    SimBackend,
+    SimEngine,
+    Source,
+    SyntheticSource,
+    load_profile,
+    profile_names,
+)
 from dynasor.engine.traces import TraceRecord, TraceSample, load_traces
 from dynasor.engine.vllm_inproc import VLLMBackend
 

@@ -15,7 +15,14 @@ from typing import Self
 
 from algorithms.protocol import ChatMessage, Completion, GenerateRequest, QueryInfo
 
-__all__ = ["Backend", "Capacity", "EngineRequest", "Scorer", "UsageMeter"]
+__all__ = ["Backend", "Capacity", "EngineRequest", "Scorer", "UsageMeter", "prompt_text"]
+
+
+def prompt_text(prompt: str | Sequence[ChatMessage]) -> str:
+    """A prompt as one string (chat messages joined)."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(str(m.get("content") or "") for m in prompt)
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynasor._exceptions import ConfigError
-from dynasor.engine.sources import Source
+from dynasor.engine.sim import Source
 from dynasor.sched.policy import DEFAULT_POLICY, make_policy
 
 __all__ = ["ServerSettings"]

@@ -36,9 +36,16 @@ from typing import Any, Literal
 from algorithms import ALGORITHMS
 from certaindex import approx_tokens
 from dynasor import ConfigError
-from dynasor.engine.base import EngineRequest
-from dynasor.engine.sources import Draft, ReplaySource, Source, SyntheticSource, prompt_text, query_rng
-from dynasor.engine.sources_reasoning import SyntheticChainSource, SyntheticStepSource
+from dynasor.engine.base import EngineRequest, prompt_text
+from dynasor.engine.sim import (
+    Draft,
+    ReplaySource,
+    Source,
+    SyntheticChainSource,
+    SyntheticSource,
+    SyntheticStepSource,
+    query_rng,
+)
 from dynasor.engine.traces import TraceRecord, load_traces
 
 __all__ = [

@@ -12,8 +12,7 @@ import looptime
 from dynasor import Budget, Query, QueryResult, RequestRecord
 from dynasor.allocator import AllocatorConfig, StopRule
 from dynasor.engine.base import EngineRequest, Scorer
-from dynasor.engine.sim import SimBackend
-from dynasor.engine.sources import Draft, Source
+from dynasor.engine.sim import Draft, SimBackend, Source
 from dynasor.runtime import Runtime
 from dynasor.scorers import SyntheticScorer
 

@@ -7,7 +7,7 @@ import pytest
 from algorithms import make_program
 from dynasor import ExitReason
 from dynasor.allocator import StopRule
-from dynasor.engine.sources import ReplaySource, SyntheticSource
+from dynasor.engine.sim import ReplaySource, SyntheticSource
 from dynasor.scorers import ReplayScorer
 from tests.algorithms.helpers import ScriptedSource, gangs, rules, run_query
 

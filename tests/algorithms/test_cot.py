@@ -7,7 +7,7 @@ import pytest
 from algorithms import PRESETS, make_program
 from dynasor import Budget, ExitReason
 from dynasor.allocator import StopRule
-from dynasor.engine.sources_reasoning import ReplayChainSource, SyntheticChainSource
+from dynasor.engine.sim import ReplayChainSource, SyntheticChainSource
 from tests.algorithms.helpers import rules, run_query
 
 COT_RULE = rules(cot=StopRule(measure="probe", threshold=1.0))

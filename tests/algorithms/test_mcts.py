@@ -9,8 +9,7 @@ from algorithms._tree import Node
 from algorithms.mcts import MonteCarloTreeSearch
 from dynasor import Budget, ExitReason, Query
 from dynasor.allocator import StopRule
-from dynasor.engine.sim import SimBackend
-from dynasor.engine.sources_reasoning import ReplayStepSource, SyntheticStepSource
+from dynasor.engine.sim import ReplayStepSource, SimBackend, SyntheticStepSource
 from dynasor.runtime import Runtime
 from dynasor.scorers import ReplayScorer
 from tests.algorithms.helpers import gangs, rules, run_query, vrun

@@ -10,7 +10,7 @@ from algorithms.sc import MEASURES
 from dynasor import Budget, ExitReason, Query
 from dynasor.allocator import AllocatorConfig, StopRule
 from dynasor.engine.base import Backend, EngineRequest
-from dynasor.engine.sources import ReplaySource, SyntheticSource
+from dynasor.engine.sim import ReplaySource, SyntheticSource
 from dynasor.runtime import Runtime
 from tests.algorithms.helpers import ScriptedSource, gangs, rules, run_query, vrun
 

@@ -13,8 +13,7 @@ from dynasor import Budget, ConfigError, EngineError, ExitReason, Query, QueryRe
 from dynasor.allocator import AllocatorConfig, StopRule
 from dynasor.clock import run
 from dynasor.engine.base import Capacity
-from dynasor.engine.sim import CostProfile, SimBackend
-from dynasor.engine.sources import FixedSource, ReplaySource, SyntheticSource
+from dynasor.engine.sim import CostProfile, FixedSource, ReplaySource, SimBackend, SyntheticSource
 from dynasor.runtime import Runtime
 from tests.dynasor.fakes import FakeBackend
 

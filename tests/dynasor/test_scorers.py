@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from algorithms.protocol import Completion, QueryInfo
 from dynasor import ConfigError, EngineError
 from dynasor.engine.base import Backend, EngineRequest
-from dynasor.engine.sources import SyntheticSource
+from dynasor.engine.sim import SyntheticSource
 from dynasor.scorers import (
     HttpRewardScorer,
     JudgeScorer,

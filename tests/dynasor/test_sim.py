@@ -9,8 +9,16 @@ import pytest
 from algorithms.protocol import GenerateRequest
 from dynasor.clock import run
 from dynasor.engine.base import EngineRequest
-from dynasor.engine.sim import CostProfile, SimBackend, SimEngine, load_profile, profile_names
-from dynasor.engine.sources import FixedSource, ReplaySource, SyntheticSource
+from dynasor.engine.sim import (
+    CostProfile,
+    FixedSource,
+    ReplaySource,
+    SimBackend,
+    SimEngine,
+    SyntheticSource,
+    load_profile,
+    profile_names,
+)
 
 PROFILE = CostProfile(
     "test",

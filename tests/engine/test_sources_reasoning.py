@@ -6,7 +6,7 @@ import pytest
 
 from algorithms.protocol import GenerateRequest
 from dynasor.engine.base import EngineRequest
-from dynasor.engine.sources_reasoning import (
+from dynasor.engine.sim import (
     ReplayChainSource,
     ReplayStepSource,
     SyntheticChainSource,

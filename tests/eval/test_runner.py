@@ -20,8 +20,7 @@ from algorithms import ALGORITHMS
 from dynasor import ConfigError, EngineUnavailable
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.base import EngineRequest
-from dynasor.engine.sim import SimBackend
-from dynasor.engine.sources import Draft, FixedSource, Source
+from dynasor.engine.sim import Draft, FixedSource, SimBackend, Source
 from eval import BackendSpec, EvalConfig, Evaluator, Problem, ResultsFile, finalize, load_problems, run_eval, stop_index
 
 SC = {"max_samples": 8, "samples_per_round": 2}

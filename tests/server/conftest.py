@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from dynasor.engine.sources import SyntheticSource
+from dynasor.engine.sim import SyntheticSource
 from dynasor.server import ServerSettings, create_app
 
 

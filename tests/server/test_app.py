@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from dynasor.engine.sources import SyntheticSource
+from dynasor.engine.sim import SyntheticSource
 
 PROMPT = [{"role": "user", "content": "What is 6 times 7?"}]
 SC = {"dynasor": {"algorithm": "sc", "max_samples": 6, "samples_per_round": 2}}

@@ -12,7 +12,7 @@ from algorithms import ALGORITHMS, register_algorithm
 from algorithms.protocol import Context, GenerateRequest, Program
 from certaindex import Certainty
 from dynasor.allocator import AllocatorConfig
-from dynasor.engine.sources import FixedSource
+from dynasor.engine.sim import FixedSource
 from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, Effort
 from dynasor.server.serving import ReasoningService
 from dynasor.server.upstreams import PooledBackend, Replica, UpstreamPool

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dynasor.engine.base import EngineRequest
+from dynasor.engine.base import EngineRequest, prompt_text
 from dynasor.engine.traces import TraceRecord, load_traces
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
     "ReplaySource",
     "Source",
     "SyntheticSource",
-    "prompt_text",
     "query_rng",
 ]
 
@@ -60,13 +59,6 @@ def query_rng(seed: int, *parts: object) -> random.Random:
     """A generator seeded from ``seed`` and ``parts`` (stable across processes, unlike hash())."""
     digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
     return random.Random(int.from_bytes(digest, "little"))
-
-
-def prompt_text(prompt: str | Sequence[Mapping[str, Any]]) -> str:
-    """A prompt as one string (chat messages joined)."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n".join(str(m.get("content") or "") for m in prompt)
 
 
 class FixedSource(Source):

@@ -1,6 +1,6 @@
 r"""Simulated content for chain-of-thought and step-wise reasoning programs.
 
-The plain sources (:mod:`dynasor.engine.sources`) draft whole, independent samples. Programs
+The plain sources (:mod:`dynasor.engine.sim`) draft whole, independent samples. Programs
 that decode one chain in chunks and probe it (Dynasor-CoT), or that grow a tree of reasoning
 steps (MCTS, REBASE), need content that depends on what the request continues:
 
@@ -36,7 +36,7 @@ from typing import Any
 
 from certaindex import approx_tokens, extract_answer
 from dynasor.engine.base import EngineRequest
-from dynasor.engine.sources import Difficulty, Draft, ReplaySource, Source, query_rng
+from dynasor.engine.sim._sources import Difficulty, Draft, ReplaySource, Source, query_rng
 from dynasor.engine.traces import TraceRecord, load_traces
 
 __all__ = [

@@ -34,8 +34,8 @@ from pathlib import Path
 
 from algorithms.protocol import Completion
 from certaindex import approx_tokens
-from dynasor.engine.base import Backend, Capacity, EngineRequest
-from dynasor.engine.sources import Source, SyntheticSource, prompt_text
+from dynasor.engine.base import Backend, Capacity, EngineRequest, prompt_text
+from dynasor.engine.sim._sources import Source, SyntheticSource
 
 __all__ = ["CostProfile", "SimBackend", "SimEngine", "SimSequence", "load_profile", "profile_names"]
 
@@ -80,7 +80,7 @@ class CostProfile:
 
 
 def _profiles_file() -> dict[str, dict[str, object]]:
-    text = resources.files("dynasor.engine").joinpath("profiles.json").read_text()
+    text = resources.files("dynasor.engine.sim").joinpath("profiles.json").read_text()
     return json.loads(text)["profiles"]
 
 
