@@ -71,7 +71,6 @@ class GangScheduler:
         self._request_ids = itertools.count()
         self.running_seqs = 0
         self.running_kv = 0
-        self.dispatches = 0
 
     # -- queue verbs -------------------------------------------------------------------------
 
@@ -124,7 +123,6 @@ class GangScheduler:
             gang.priority = next(self._priority)
             self.running_seqs += len(gang.requests)
             self.running_kv += gang.kv_tokens
-            self.dispatches += 1
             granted.append(gang)
             if gang.on_dispatch is not None:
                 gang.on_dispatch(gang)

@@ -19,13 +19,12 @@ from eval.bench._metrics import PointMetrics, QueryOutcome, summarize
 from eval.bench._report import headline, plot, summary_rows, write_json
 from eval.bench._runner import PointRun, PointSpec, RunConfig, run_point, run_points
 from eval.bench._search import RateSearch, find_sustainable_rate
-from eval.bench._workloads import PRESETS, WORKLOADS, BenchQuery, Preset, Workload, load_workload
+from eval.bench._workloads import PRESETS, WORKLOADS, Preset, Workload, WorkloadQuery, load_workload
 
 __all__ = [
     "PRESETS",
     "WORKLOADS",
     "Arrivals",
-    "BenchQuery",
     "BenchResult",
     "GammaArrivals",
     "PointMetrics",
@@ -39,6 +38,7 @@ __all__ = [
     "ReplayArrivals",
     "RunConfig",
     "Workload",
+    "WorkloadQuery",
     "find_sustainable_rate",
     "headline",
     "load_workload",

@@ -30,7 +30,7 @@ from dynasor.sched import DEFAULT_POLICY, policy_name
 from eval.bench._arrivals import Arrivals, PoissonArrivals
 from eval.bench._metrics import QueryOutcome
 from eval.bench._record import RecordingBackend, merge_traces
-from eval.bench._workloads import BenchQuery, Workload
+from eval.bench._workloads import Workload, WorkloadQuery
 
 __all__ = ["PointRun", "PointSpec", "RunConfig", "run_point", "run_points"]
 
@@ -144,10 +144,10 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
     runtime = Runtime(
         backend, policy=spec.policy, allocator=_allocator_for(early, config), capacity=capacity, scorer=scorer
     )
-    queries = [config.workload.query(i, config.seed, config.params, early_exit=early) for i in range(len(times))]
+    queries = [config.workload.draw(i, config.seed, config.params, early_exit=early) for i in range(len(times))]
     outcomes: list[QueryOutcome] = []
 
-    async def one(query: BenchQuery, at: float) -> None:
+    async def one(query: WorkloadQuery, at: float) -> None:
         await asyncio.sleep(max(0.0, start + at - loop.time()))
         if source is not None:
             source.register(query)
@@ -183,7 +183,7 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
 
 
 def _outcome(
-    query: BenchQuery, result: QueryResult, deadline: float, reference: str | None, start: float
+    query: WorkloadQuery, result: QueryResult, deadline: float, reference: str | None, start: float
 ) -> QueryOutcome:
     missed = result.exit_reason in (ExitReason.DEADLINE, ExitReason.ERROR)
     return QueryOutcome(

@@ -51,9 +51,9 @@ from dynasor.engine.traces import TraceRecord, load_traces
 __all__ = [
     "PRESETS",
     "WORKLOADS",
-    "BenchQuery",
     "Preset",
     "Workload",
+    "WorkloadQuery",
     "load_workload",
 ]
 
@@ -152,7 +152,7 @@ WORKLOADS: dict[str, tuple[str, ...]] = {name: (name,) for name in PRESETS} | {
 
 
 @dataclass(frozen=True, slots=True)
-class BenchQuery:
+class WorkloadQuery:
     """One query of a run, before it arrives."""
 
     id: str
@@ -230,9 +230,9 @@ class Workload:
                 f"(registered: {', '.join(sorted(ALGORITHMS))})"
             )
 
-    def query(
+    def draw(
         self, index: int, seed: int, params: Mapping[str, Any] | None = None, *, early_exit: bool = True
-    ) -> BenchQuery:
+    ) -> WorkloadQuery:
         """The ``index``-th query of a run (``params`` override the preset's knobs).
 
         ``early_exit=False`` also applies the preset's knobs that switch off the program's own
@@ -242,7 +242,7 @@ class Workload:
         preset = self.presets[rng.randrange(len(self.presets))]
         pool = self.pool(preset)
         prompt = pool[rng.randrange(len(pool))]
-        return BenchQuery(
+        return WorkloadQuery(
             id=f"{preset.name}-{index}",
             preset=preset,
             prompt=prompt,
@@ -265,12 +265,12 @@ class BenchSource(Source):
     def __init__(self, workload: Workload, seed: int) -> None:
         self.workload = workload
         self.seed = seed
-        self._queries: dict[str, BenchQuery] = {}
+        self._queries: dict[str, WorkloadQuery] = {}
         self._replay: dict[str, _AssignedReplay] = {}
         self._synthetic: dict[str, Source] = {}
         self._prompt_tokens: dict[str, int] = {}
 
-    def register(self, query: BenchQuery) -> None:
+    def register(self, query: WorkloadQuery) -> None:
         """Tell the source which question ``query.id`` asks (before its first request)."""
         self._queries[query.id] = query
 

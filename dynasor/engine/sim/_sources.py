@@ -166,7 +166,9 @@ class Difficulty:
 
 
 @dataclass(frozen=True, slots=True)
-class _SyntheticQuery:
+class _QueryTruth:
+    """The hidden truth of one synthetic query (drawn once, from its difficulty)."""
+
     difficulty: float
     answers: tuple[str, ...]
     """answers[0] is correct; the rest are distractors."""
@@ -203,21 +205,22 @@ class SyntheticSource(Source):
         self.min_tokens, self.max_tokens = min_tokens, max_tokens
         self.length_sigma = length_sigma
         self.prompt_tokens = prompt_tokens
-        self._queries: dict[str, _SyntheticQuery] = {}
+        self._queries: dict[str, _QueryTruth] = {}
         self._draws: dict[str, int] = {}
 
     def set_difficulty(self, query_id: str, difficulty: float) -> None:
         """Fix a query's difficulty in [0, 1] (before its first request)."""
         self.difficulty.fix(query_id, difficulty)
 
-    def query(self, query_id: str) -> _SyntheticQuery:
+    def truth(self, query_id: str) -> _QueryTruth:
+        """What the source decided about a query: its difficulty, answers and their weights, its length."""
         spec = self._queries.get(query_id)
         if spec is None:
             _, d, answers = self.difficulty.draw("query", query_id)
             p_correct = 1.0 - 0.85 * d
             zipf = [1.0 / (k + 1) for k in range(self.distractors)]
             wrong = [(1.0 - p_correct) * z / sum(zipf) for z in zipf]
-            spec = _SyntheticQuery(
+            spec = _QueryTruth(
                 difficulty=d,
                 answers=answers,
                 weights=(p_correct, *wrong),
@@ -227,7 +230,7 @@ class SyntheticSource(Source):
         return spec
 
     def draft(self, request: EngineRequest) -> Draft:
-        spec = self.query(request.query_id)
+        spec = self.truth(request.query_id)
         n = self._draws.get(request.query_id, 0)
         self._draws[request.query_id] = n + 1
         rng = query_rng(self.seed, "draw", request.query_id, n)
@@ -241,4 +244,4 @@ class SyntheticSource(Source):
         return Draft(text, tokens, self.prompt_tokens, meta)
 
     def reference(self, query_id: str) -> str | None:
-        return self.query(query_id).answers[0]
+        return self.truth(query_id).answers[0]

@@ -27,7 +27,7 @@ def test_recorded_samples_replay_as_the_same_questions(tmp_path) -> None:
     # The twin: query i asks the recorded question and gets the recorded texts back.
     twin = workload.with_recorded(path)
     source = twin.source(seed=2)
-    query = twin.query(0, seed=2, params=params)
+    query = twin.draw(0, seed=2, params=params)
     source.register(query)
     request = EngineRequest("r", query.id, GenerateRequest(query.prompt.prompt, 2048))
     recorded_texts = {s["text"] for s in again[query.id]["samples"]}

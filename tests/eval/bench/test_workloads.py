@@ -19,22 +19,22 @@ def test_paper_presets_have_the_paper_base_deadlines() -> None:
 
 def test_queries_depend_on_seed_and_index_only() -> None:
     a, b = load_workload("sc-math"), load_workload("sc-math")
-    first = [a.query(i, seed=5) for i in range(30)]
-    assert [q.prompt.id for q in first] == [b.query(i, seed=5).prompt.id for i in range(30)]
-    assert [q.prompt.id for q in first] != [a.query(i, seed=6).prompt.id for i in range(30)]
+    first = [a.draw(i, seed=5) for i in range(30)]
+    assert [q.prompt.id for q in first] == [b.draw(i, seed=5).prompt.id for i in range(30)]
+    assert [q.prompt.id for q in first] != [a.draw(i, seed=6).prompt.id for i in range(30)]
     assert len({q.id for q in first}) == 30
     assert all(q.algorithm == "sc" and q.base_deadline == 240.0 for q in first)
 
 
 def test_knob_overrides_apply() -> None:
-    q = load_workload("sc-math").query(0, seed=0, params={"max_samples": 4})
+    q = load_workload("sc-math").draw(0, seed=0, params={"max_samples": 4})
     assert q.params["max_samples"] == 4
     assert q.params["samples_per_round"] == PRESETS["sc-math"].params["samples_per_round"]
 
 
 def test_mixed_draws_from_every_preset() -> None:
     mixed = load_workload("mixed")
-    seen = {mixed.query(i, seed=0).preset.name for i in range(60)}
+    seen = {mixed.draw(i, seed=0).preset.name for i in range(60)}
     assert seen == {"sc-math", "mcts", "rebase"}
     assert mixed.needs_scorer
 
@@ -49,7 +49,7 @@ def test_unavailable_algorithm_errors_clearly() -> None:
 def test_replayed_samples_come_from_the_assigned_question() -> None:
     workload = load_workload("sc-math")
     source = workload.source(seed=0)
-    queries = [workload.query(i, seed=0) for i in range(5)]
+    queries = [workload.draw(i, seed=0) for i in range(5)]
     for q in queries:
         source.register(q)
     for q in queries:
@@ -83,13 +83,13 @@ def test_file_workloads(tmp_path) -> None:
     w = load_workload(str(queries))
     assert len(w.presets) == 3
     assert sorted(p.base_deadline for p in w.presets) == [30.0, 30.0, 240.0]
-    prompts = {w.query(i, seed=0).prompt.prompt for i in range(40)}
+    prompts = {w.draw(i, seed=0).prompt.prompt for i in range(40)}
     assert prompts == {"1+1?", "2+2?", "3+3?"}
 
     traces = tmp_path / "traces.jsonl"
     traces.write_text(json.dumps({"id": "t1", "prompt": "q", "reference": "7", "samples": [{"answer": "7"}]}) + "\n")
     t = load_workload(str(traces))
-    assert t.presets[0].content == "replay" and t.query(0, 0).prompt.record is not None
+    assert t.presets[0].content == "replay" and t.draw(0, 0).prompt.record is not None
 
     with pytest.raises(ConfigError, match="Unknown workload"):
         load_workload(str(tmp_path / "missing.jsonl"))
