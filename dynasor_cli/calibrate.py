@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from certaindex import RuleChoice
+    from certaindex import ProfilingRecord, RuleChoice
 
 __all__ = ["register", "render_config", "render_report"]
 
@@ -76,35 +76,14 @@ def register(app: typer.Typer) -> None:
         save_records: Annotated[Path | None, typer.Option(help="Write the replayed records here.")] = None,
     ) -> None:
         """Choose per-algorithm stopping rules that save the most tokens within an accuracy-loss bound."""
-        import gzip
-        import json
-
         import certaindex as cx
 
         if bound not in ("clopper-pearson", "none"):
             raise typer.BadParameter(f"unknown bound {bound!r}: use clopper-pearson or none")
         if from_traces:
-            opener = gzip.open if records.suffix == ".gz" else open
-            with opener(records, "rt", encoding="utf-8") as fh:
-                traces = [json.loads(line) for line in fh if line.strip()]
-            eq = cx.Equivalence()
-            recs = [
-                r
-                for t in traces
-                for r in cx.records_from_trace(
-                    t,
-                    algorithm=trace_algorithm,
-                    round_size=round_size,
-                    max_samples=max_samples,
-                    equivalence=eq,
-                    reward_scale=cx.RewardScale(reward_scale),  # type: ignore[arg-type]
-                    dataset=records.name,
-                    tokens_exact=False if approx_tokens else None,
-                )
-            ]
-            eq.close()
-            if save_records is not None:
-                cx.write_records(recs, save_records)
+            recs = _replay_traces(
+                records, trace_algorithm, round_size, max_samples, reward_scale, approx_tokens, save_records
+            )
         else:
             recs = cx.read_records(records)
         grouped = cx.group_queries(recs)
@@ -130,3 +109,42 @@ def register(app: typer.Typer) -> None:
         if report is not None:
             report.write_text(text, encoding="utf-8")
         typer.echo(text + f"config written to {out}")
+
+
+def _replay_traces(
+    path: Path,
+    algorithm: str,
+    round_size: int,
+    max_samples: int | None,
+    reward_scale: str,
+    approx_tokens: bool,
+    save_to: Path | None,
+) -> list[ProfilingRecord]:
+    """Profiling records from replaying a trace file (written to ``save_to`` when given)."""
+    import gzip
+    import json
+
+    import certaindex as cx
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        traces = [json.loads(line) for line in fh if line.strip()]
+    eq = cx.Equivalence()
+    records = [
+        r
+        for t in traces
+        for r in cx.records_from_trace(
+            t,
+            algorithm=algorithm,
+            round_size=round_size,
+            max_samples=max_samples,
+            equivalence=eq,
+            reward_scale=cx.RewardScale(reward_scale),  # type: ignore[arg-type]
+            dataset=path.name,
+            tokens_exact=False if approx_tokens else None,
+        )
+    ]
+    eq.close()
+    if save_to is not None:
+        cx.write_records(records, save_to)
+    return records

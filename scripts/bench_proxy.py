@@ -291,7 +291,7 @@ async def load(
 # -- main ------------------------------------------------------------------------------------
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--upstream", default="fake", help="Engine base URL, or 'fake' for the instant fake upstream.")
     ap.add_argument("--model", default=None, help="Model name (default: the first the upstream lists).")
@@ -307,59 +307,114 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="Also write the figures as JSON here.")
     ap.add_argument("--serve-fake", type=int, default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def start_upstream(args: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> tuple[str, str, str]:
+    """The upstream's URL, its model and how to label figures measured against it."""
+    if args.upstream == "fake":
+        port = free_port()
+        fake = subprocess.Popen([sys.executable, __file__, "--serve-fake", str(port)])
+        procs.append(fake)
+        upstream = f"http://127.0.0.1:{port}"
+        wait_healthy(upstream, fake)
+        source = "fake upstream (local instant OpenAI server, this script)"
+    else:
+        upstream = args.upstream.rstrip("/").removesuffix("/v1")
+        source = f"real engine at {upstream}"
+    model = args.model or httpx.get(f"{upstream}/v1/models", timeout=30).json()["data"][0]["id"]
+    if args.upstream != "fake":
+        source += f" (model {model})"
+    return upstream, model, source
+
+
+def start_proxy(upstream: str, clients: int, procs: list[subprocess.Popen[bytes]]) -> tuple[str, int]:
+    """``dynasor serve`` in front of ``upstream``, healthy; its URL and pid."""
+    port = free_port()
+    exe = shutil.which("dynasor")
+    cmd = [exe] if exe else [sys.executable, "-c", "from dynasor_cli import main; main()"]
+    cmd += ["serve", "--upstream", upstream, "--port", str(port), "--log-level", "warning"]
+    cmd += ["--max-queries", str(max(clients * 2, 8))]
+    proxy_proc = subprocess.Popen(cmd, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    procs.append(proxy_proc)
+    proxy = f"http://127.0.0.1:{port}"
+    wait_healthy(proxy, proxy_proc)
+    return proxy, proxy_proc.pid
+
+
+def print_overhead(over: dict[str, Any], source: str, seconds: float) -> None:
+    print(f"\n## Overhead, side by side ({source}), {seconds:.0f} s")
+    head = f"plain, {over['pairs']} pairs:"
+    print(f"{head:17s}direct p50 {over['direct_p50_ms']:.2f} ms  p99 {over['direct_p99_ms']:.2f} ms")
+    print(f"                 proxy  p50 {over['proxy_p50_ms']:.2f} ms  p99 {over['proxy_p99_ms']:.2f} ms")
+    print(f"                 added at p50 (paired): {over['added_p50_ms']:.2f} ms")
+    print(
+        f"streams, {over['stream_pairs']} pairs of {over['stream_tokens']} tokens: direct "
+        f"{over['direct_stream_chunks_per_s_p50']:.0f} chunks/s, proxy {over['proxy_stream_chunks_per_s_p50']:.0f}"
+        f" chunks/s, ratio p50 {over['stream_throughput_ratio_p50']:.3f}"
+    )
+
+
+def print_load(
+    stats: LoadStats, source: str, args: argparse.Namespace, wall: float, sent: int, rss: float | None
+) -> None:
+    lost, hung = sum(stats.lost.values()), sum(stats.hung.values())
+    print(f"\n## Load ({source}): {args.clients} clients, {wall:.0f} s, {sent} requests")
+    print(f"lost {lost}, hung {hung} (> {args.hang_after:.0f} s), rejected with 429: {sum(stats.rejected.values())}")
+    every = [x for v in stats.latencies.values() for x in v]
+    print(f"all:        n={len(every):5d}  p50 {pct(every, 0.5) * 1e3:8.1f} ms  p99 {pct(every, 0.99) * 1e3:8.1f} ms")
+    for kind in sorted(stats.latencies):
+        v = stats.latencies[kind]
+        print(f"{kind:18s} n={len(v):5d}  p50 {pct(v, 0.5) * 1e3:8.1f} ms  p99 {pct(v, 0.99) * 1e3:8.1f} ms")
+    print(f"proxy peak RSS (VmHWM): {rss:.0f} MiB" if rss is not None else "proxy peak RSS: unknown")
+    for line in stats.errors[:10]:
+        print("  error:", line)
+
+
+def report(
+    source: str, over: dict[str, Any], stats: LoadStats, clients: int, wall: float, sent: int, rss: float | None
+) -> dict[str, Any]:
+    """Every figure, for ``--out``."""
+    return {
+        "source": source,
+        "overhead": over,
+        "load": {
+            "clients": clients,
+            "seconds": wall,
+            "requests": sent,
+            "lost": stats.lost,
+            "hung": stats.hung,
+            "rejected": stats.rejected,
+            "latency_ms": {
+                k: {"n": len(v), "p50": pct(v, 0.5) * 1e3, "p99": pct(v, 0.99) * 1e3}
+                for k, v in stats.latencies.items()
+            },
+            "proxy_peak_rss_mib": rss,
+        },
+    }
+
+
+def main() -> None:
+    args = parse_args()
     if args.serve_fake is not None:
         import uvicorn
 
         uvicorn.run(fake_app(), host="127.0.0.1", port=args.serve_fake, log_level="warning", access_log=False)
         return
-    duration = min(args.duration, 600.0)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        if args.upstream == "fake":
-            port = free_port()
-            fake = subprocess.Popen([sys.executable, __file__, "--serve-fake", str(port)])
-            procs.append(fake)
-            upstream = f"http://127.0.0.1:{port}"
-            wait_healthy(upstream, fake)
-            source = "fake upstream (local instant OpenAI server, this script)"
-        else:
-            upstream = args.upstream.rstrip("/").removesuffix("/v1")
-            source = f"real engine at {upstream}"
-        model = args.model or httpx.get(f"{upstream}/v1/models", timeout=30).json()["data"][0]["id"]
-        if args.upstream != "fake":
-            source += f" (model {model})"
-        port = free_port()
-        exe = shutil.which("dynasor")
-        cmd = [exe] if exe else [sys.executable, "-c", "from dynasor_cli import main; main()"]
-        cmd += ["serve", "--upstream", upstream, "--port", str(port), "--log-level", "warning"]
-        cmd += ["--max-queries", str(max(args.clients * 2, 8))]
-        proxy_proc = subprocess.Popen(cmd, env=os.environ | {"PYTHONUNBUFFERED": "1"})
-        procs.append(proxy_proc)
-        proxy = f"http://127.0.0.1:{port}"
-        wait_healthy(proxy, proxy_proc)
-        print(f"# upstream: {source}; proxy pid {proxy_proc.pid} on {proxy}; {os.cpu_count()} CPUs shared by all")
-
+        upstream, model, source = start_upstream(args, procs)
+        proxy, pid = start_proxy(upstream, args.clients, procs)
+        print(f"# upstream: {source}; proxy pid {pid} on {proxy}; {os.cpu_count()} CPUs shared by all")
         t0 = time.monotonic()
         over = asyncio.run(overhead(upstream, proxy, model, args.pairs, args.stream_pairs, args.stream_tokens))
-        print(f"\n## Overhead, side by side ({source}), {time.monotonic() - t0:.0f} s")
-        head = f"plain, {over['pairs']} pairs:"
-        print(f"{head:17s}direct p50 {over['direct_p50_ms']:.2f} ms  p99 {over['direct_p99_ms']:.2f} ms")
-        print(f"                 proxy  p50 {over['proxy_p50_ms']:.2f} ms  p99 {over['proxy_p99_ms']:.2f} ms")
-        print(f"                 added at p50 (paired): {over['added_p50_ms']:.2f} ms")
-        print(
-            f"streams, {over['stream_pairs']} pairs of {over['stream_tokens']} tokens: direct "
-            f"{over['direct_stream_chunks_per_s_p50']:.0f} chunks/s, proxy {over['proxy_stream_chunks_per_s_p50']:.0f}"
-            f" chunks/s, ratio p50 {over['stream_throughput_ratio_p50']:.3f}"
-        )
-
+        print_overhead(over, source, time.monotonic() - t0)
         stats, wall, sent = asyncio.run(
             load(
                 proxy,
                 model,
                 args.clients,
-                duration,
+                min(args.duration, 600.0),
                 args.max_requests,
                 args.reasoning_share,
                 args.tokens,
@@ -367,41 +422,10 @@ def main() -> None:
                 args.seed,
             )
         )
-        rss = peak_rss_mib(proxy_proc.pid)
-        lost, hung = sum(stats.lost.values()), sum(stats.hung.values())
-        print(f"\n## Load ({source}): {args.clients} clients, {wall:.0f} s, {sent} requests")
-        print(
-            f"lost {lost}, hung {hung} (> {args.hang_after:.0f} s), rejected with 429: {sum(stats.rejected.values())}"
-        )
-        every = [x for v in stats.latencies.values() for x in v]
-        print(
-            f"all:        n={len(every):5d}  p50 {pct(every, 0.5) * 1e3:8.1f} ms  p99 {pct(every, 0.99) * 1e3:8.1f} ms"
-        )
-        for kind in sorted(stats.latencies):
-            v = stats.latencies[kind]
-            print(f"{kind:18s} n={len(v):5d}  p50 {pct(v, 0.5) * 1e3:8.1f} ms  p99 {pct(v, 0.99) * 1e3:8.1f} ms")
-        print(f"proxy peak RSS (VmHWM): {rss:.0f} MiB" if rss is not None else "proxy peak RSS: unknown")
-        for line in stats.errors[:10]:
-            print("  error:", line)
+        rss = peak_rss_mib(pid)
+        print_load(stats, source, args, wall, sent, rss)
         if args.out is not None:
-            report = {
-                "source": source,
-                "overhead": over,
-                "load": {
-                    "clients": args.clients,
-                    "seconds": wall,
-                    "requests": sent,
-                    "lost": stats.lost,
-                    "hung": stats.hung,
-                    "rejected": stats.rejected,
-                    "latency_ms": {
-                        k: {"n": len(v), "p50": pct(v, 0.5) * 1e3, "p99": pct(v, 0.99) * 1e3}
-                        for k, v in stats.latencies.items()
-                    },
-                    "proxy_peak_rss_mib": rss,
-                },
-            }
-            args.out.write_text(json.dumps(report, indent=2))
+            args.out.write_text(json.dumps(report(source, over, stats, args.clients, wall, sent, rss), indent=2))
     finally:
         for proc in reversed(procs):
             proc.terminate()
