@@ -91,7 +91,6 @@ def test_tests_look_inside_only_the_package_they_test() -> None:
     offenders = {}
     for path in sorted((ROOT / "tests").rglob("*.py")):
         tested = path.relative_to(ROOT / "tests").parts[0]
-        tested = {"server": "dynasor", "engine": "dynasor"}.get(tested, tested)
         foreign = [name for name in _private_imports(path) if name.split(".")[0] != tested]
         if foreign:
             offenders[str(path.relative_to(ROOT))] = foreign

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 
 from dynasor.server import create_app
 from dynasor.server.app import ProxyState
-from tests.server.conftest import fast_sim, proxy
+from tests.dynasor.server.conftest import fast_sim, proxy
 
 schemathesis = pytest.importorskip("schemathesis")
 
