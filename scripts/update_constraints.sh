@@ -3,7 +3,7 @@
 # run the test suite there, and rewrite the lock only if the suite passes.
 #
 #   scripts/update_constraints.sh              # the suite without the real engine (-m "not engine")
-#   scripts/update_constraints.sh -- -x tests/server   # other pytest arguments
+#   scripts/update_constraints.sh -- -x tests/dynasor/server   # other pytest arguments
 #
 # On failure the lock is left as it is and the script prints the failing tests and which
 # packages moved against the current lock (the suspects). Exit status: pytest's.
