@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from algorithms import SelfConsistency
 from algorithms.protocol import Completion, Context, GenerateRequest, Program
@@ -24,7 +25,7 @@ CODE_INSTRUCTION = (
     "Write a complete, self-contained Python solution. Put the whole function in one ```python code block."
 )
 
-Keyer = Callable[[Completion], Awaitable[tuple[str | None, str | None]]]
+Keyer = Callable[[Completion], Coroutine[Any, Any, tuple[str | None, str | None]]]
 """Maps a completion to ``(answer, key)``: what it answers and the cluster it belongs to."""
 
 

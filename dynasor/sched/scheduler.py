@@ -84,7 +84,8 @@ class GangScheduler:
     def submit(self, gang: Gang) -> None:
         """Queue ``gang`` (the scheduler does not dispatch here: call :meth:`schedule`)."""
         gang.seq = next(self._seq)
-        heapq.heappush(self._heap, (*self.policy.key(gang), gang.seq, gang))
+        entry: tuple[float | int | Gang, ...] = (*self.policy.key(gang), gang.seq, gang)
+        heapq.heappush(self._heap, entry)
         self._waiting += 1
 
     def withdraw(self, gang: Gang) -> None:

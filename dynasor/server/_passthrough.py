@@ -248,9 +248,9 @@ class SimResponder:
             self.inflight -= len(calls)
         return [t.result() for t in tasks]
 
-    def _done(self, endpoint: str, started: float) -> None:
+    def _done(self, endpoint: Endpoint, started: float) -> None:
         if self.on_done is not None:
-            self.on_done(_PATHS.get(endpoint, endpoint), time.perf_counter() - started)  # type: ignore[arg-type]
+            self.on_done(_PATHS[endpoint], time.perf_counter() - started)
 
 
 def _prompts(req: ChatCompletionRequest | CompletionRequest) -> list[Any]:

@@ -43,7 +43,8 @@ class ClientGone(Exception):
 
 
 def _state(request: Request) -> ProxyState:
-    return request.app.state.proxy  # type: ignore[no-any-return]
+    state: ProxyState = request.app.state.proxy
+    return state
 
 
 async def require_api_key(request: Request) -> None:

@@ -6,6 +6,7 @@ web framework here.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -76,8 +77,11 @@ class ProxyState:
         m.track(settings.policy, lambda: float(len(self.runtime.scheduler)), lambda: float(self.runtime.active))
         m.passthrough_inflight.set_function(self._inflight)
         for replica in self.pool.replicas:
-            m.upstream_up.labels(replica.url).set_function(lambda r=replica: float(r.up(self.pool.clock())))
-            m.upstream_load.labels(replica.url).set_function(lambda r=replica: float(r.load))
+            m.upstream_up.labels(replica.url).set_function(functools.partial(self._replica_up, replica))
+            m.upstream_load.labels(replica.url).set_function(functools.partial(_replica_load, replica))
+
+    def _replica_up(self, replica: Replica) -> float:
+        return float(replica.up(self.pool.clock()))
 
     def _inflight(self) -> float:
         if self.relay is not None:
@@ -128,3 +132,7 @@ class ProxyState:
         if self.relay is not None:
             await self.relay.aclose()
         await self.runtime.aclose()
+
+
+def _replica_load(replica: Replica) -> float:
+    return float(replica.load)

@@ -101,7 +101,7 @@ def load_profile(name_or_path: str | Path) -> CostProfile:
             raise ValueError(f"Unknown cost profile {str(name_or_path)!r} (choose from {', '.join(sorted(profiles))})")
         name, entry = str(name_or_path), profiles[str(name_or_path)]
     known = {f.name for f in fields(CostProfile)} - {"name"}
-    return CostProfile(name=name, **{k: v for k, v in entry.items() if k in known})  # type: ignore[arg-type]
+    return CostProfile(name=name, **{k: v for k, v in entry.items() if k in known})
 
 
 @dataclass(eq=False)
