@@ -61,3 +61,15 @@ def test_library_example_runs_on_the_sim_engine() -> None:
     easy, hard = run(main())
     assert easy.answer == SyntheticSource(seed=1).reference("easy")  # type: ignore[attr-defined]
     assert easy.samples < hard.samples <= 16  # type: ignore[attr-defined]
+
+
+def test_docs_name_files_that_exist() -> None:
+    """Every repository path the README and docs/ name (in backticks, or as a link) exists."""
+    named = re.compile(r"`((?:certaindex|algorithms|dynasor|dynasor_cli|eval|scripts|examples|tests|docs)/[\w./-]*)`")
+    linked = re.compile(r"\]\(([\w./-]+\.md)\)")
+    missing = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        paths = [ROOT / p for p in named.findall(text)] + [doc.parent / p for p in linked.findall(text)]
+        missing += [f"{doc.name}: {p.relative_to(ROOT)}" for p in paths if "<" not in str(p) and not p.exists()]
+    assert missing == []
