@@ -2,11 +2,9 @@
 
 from algorithms import Context, GenerateRequest, Program, chat_prompt
 from certaindex import cluster_answers, extract_answer, majority_vote, normalized_entropy
-from dynasor import Query
-from dynasor.allocator import AllocatorConfig, StopRule
+from dynasor import AllocatorConfig, Query, Runtime, StopRule
 from dynasor.clock import run
-from dynasor.engine.sim import SimBackend, SyntheticSource
-from dynasor.runtime import Runtime
+from dynasor.engine import SimBackend, SyntheticSource
 
 
 class GrowingVote(Program):
