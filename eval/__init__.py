@@ -17,6 +17,7 @@ was obtained: ``replay``, ``simulated`` or ``real engine``.
 from eval._backends import BackendSpec, parse_backend
 from eval._datasets import BUNDLED, DatasetSpec, Problem, entry_calls, load_problems
 from eval._graders import CodeGrader, Grade, MathGrader, candidate_program, shared_math_grader
+from eval._isolation import Isolation, isolation
 from eval._output import finalize, render_table
 from eval._programs import CODE_INSTRUCTION, KeyedSelfConsistency, chosen_completion
 from eval._report import (
@@ -33,20 +34,26 @@ from eval._report import (
 )
 from eval._results import ResultsFile
 from eval._runner import EvalConfig, Evaluator, run_eval
+from eval._sandbox import Check, Limits, SandboxResult, SandboxUnavailable, run_checks, run_python
 
 __all__ = [
     "BUNDLED",
     "CODE_INSTRUCTION",
     "BackendSpec",
+    "Check",
     "CodeGrader",
     "DatasetSpec",
     "EvalConfig",
     "Evaluator",
     "Grade",
+    "Isolation",
     "KeyedSelfConsistency",
+    "Limits",
     "MathGrader",
     "Problem",
     "ResultsFile",
+    "SandboxResult",
+    "SandboxUnavailable",
     "SweepPoint",
     "apply_rule",
     "best_within",
@@ -55,13 +62,16 @@ __all__ = [
     "crossfit",
     "entry_calls",
     "finalize",
+    "isolation",
     "load_problems",
     "oracle",
     "pareto_front",
     "parse_backend",
     "profile_records",
     "render_table",
+    "run_checks",
     "run_eval",
+    "run_python",
     "shared_math_grader",
     "stop_index",
     "summarize",

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from dynasor._exceptions import ConfigError
+from dynasor import ConfigError
 from eval._harness import BOOTSTRAP
 from eval._isolation import Isolation, bwrap_args, isolation, preexec, seccomp_program
 

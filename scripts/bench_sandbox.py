@@ -35,9 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from unittest import mock
 
-import eval._sandbox as sandbox
-from eval import CodeGrader, Problem, candidate_program, load_problems
-from eval._isolation import Isolation, isolation
+from eval import CodeGrader, Isolation, Problem, candidate_program, isolation, load_problems, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "dynasor" / "data" / "traces" / "humaneval_codet.jsonl.gz"
@@ -112,16 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         f"# workload: {len(work)} HumanEval programs (CodeT traces, {args.samples} per problem), timeout {TIMEOUT_S} s"
     )
 
-    unisolated = mock.patch.object(sandbox, "isolation", lambda: Isolation(False, reason="benchmark"))
+    unisolated = mock.patch("eval._sandbox.isolation", lambda: Isolation(False, reason="benchmark"))
     old = _old_module(args.before) if args.before else None
 
     print(f"\n| start-up (median of {args.startup} runs of `pass`) | ms |\n|---|---:|", flush=True)
     python = iso.python or sys.executable
     plain = _startup(lambda: subprocess.run([python, "-I", "-S", "-c", "pass"], check=True), args.startup)
     print(f"| `python -I -S -c pass` | {plain} |", flush=True)
-    print(f"| sandbox | {_startup(lambda: sandbox.run_python('pass'), args.startup)} |", flush=True)
+    print(f"| sandbox | {_startup(lambda: run_python('pass'), args.startup)} |", flush=True)
     with unisolated:
-        ms = _startup(lambda: sandbox.run_python("pass", unsafe_exec=True), args.startup)
+        ms = _startup(lambda: run_python("pass", unsafe_exec=True), args.startup)
     print(f"| unisolated | {ms} |", flush=True)
     if old is not None:
         print(f"| before ({args.before}) | {_startup(lambda: old.run_python('pass'), args.startup)} |", flush=True)

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from certaindex import approx_tokens
-from eval._sandbox import Check, Limits, run_checks
+from eval import Check, Limits, run_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

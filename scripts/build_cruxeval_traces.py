@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from certaindex import approx_tokens
-from eval._sandbox import Check, Limits, run_checks
+from eval import Check, Limits, run_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "data" / "raw" / "traces_cruxeval_gpt35_input"

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from certaindex import approx_tokens
-from eval._sandbox import Check, Limits, run_checks
+from eval import Check, Limits, run_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "data" / "raw" / "traces_pot_svamp_sc" / "svamp_sc_s0_e-1_11_08_14_02.prefix.jsonl"
