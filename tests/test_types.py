@@ -1,6 +1,6 @@
 """mypy passes on the packages, with the settings in pyproject.toml ([tool.mypy]).
 
-Strict on algorithms/ and dynasor/sched/ (the program protocol and the scheduler), the
+Strict on certaindex/, algorithms/ and dynasor/sched/ (Certaindex, the program protocol and the scheduler), the
 default elsewhere; a new error anywhere fails this test.
 """
 
@@ -30,8 +30,8 @@ def test_mypy_passes() -> None:
 
 def test_the_strict_packages_are_strict(tmp_path: Path) -> None:
     """An untyped function in a strict package is an error; the same code elsewhere is not."""
-    probes = ["algorithms/probe.py", "dynasor/sched/probe.py", "dynasor/probe.py"]
-    for package in ("algorithms", "dynasor", "dynasor/sched"):
+    probes = ["certaindex/probe.py", "algorithms/probe.py", "dynasor/sched/probe.py", "dynasor/probe.py"]
+    for package in ("certaindex", "algorithms", "dynasor", "dynasor/sched"):
         (tmp_path / package).mkdir(parents=True, exist_ok=True)
         (tmp_path / package / "__init__.py").write_text("")
     for probe in probes:
@@ -41,4 +41,4 @@ def test_the_strict_packages_are_strict(tmp_path: Path) -> None:
         [sys.executable, "-m", "mypy", *config, *probes], capture_output=True, text=True, cwd=tmp_path, timeout=600
     )
     flagged = {line.split(":")[0] for line in done.stdout.splitlines() if "no-untyped-def" in line}
-    assert flagged == {"algorithms/probe.py", "dynasor/sched/probe.py"}
+    assert flagged == {"certaindex/probe.py", "algorithms/probe.py", "dynasor/sched/probe.py"}
