@@ -14,6 +14,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from algorithms.protocol import Completion, GenerateRequest
 from dynasor._state import QueryStats, RequestRecord
@@ -153,6 +154,7 @@ class GangScheduler:
         if self.policy.split_gangs and len(requests) > 1:
             async with first_error(), asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._run_one_gang(stats, [r], on_record, on_dispatch)) for r in requests]
+                await _join_in_order(tasks)
             return [task.result()[0] for task in tasks]
         return await self._run_one_gang(stats, requests, on_record, on_dispatch)
 
@@ -180,6 +182,7 @@ class GangScheduler:
             raise
         async with first_error(), asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._run_request(gang, i, on_record)) for i in range(len(requests))]
+            await _join_in_order(tasks)
         return [task.result() for task in tasks]
 
     async def _run_request(
@@ -220,3 +223,18 @@ class GangScheduler:
                     )
                 )
             self.schedule()
+
+
+async def _join_in_order(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Wait for ``tasks`` (inside their task group); when cancelled, cancel them in creation order.
+
+    A task group cancels its children in the order of a set of tasks, which follows their
+    memory addresses; the order in which aborted requests release capacity and leave the
+    engine would then differ from one process to the next, and so would a simulated run.
+    """
+    try:
+        await asyncio.wait(tasks)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        raise

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from algorithms.protocol import GenerateRequest
+from algorithms.protocol import Completion, GenerateRequest
 from dynasor import EngineError
 from dynasor.clock import run
-from dynasor.engine.base import Capacity
+from dynasor.engine.base import Capacity, EngineRequest
 from dynasor.sched import Gang, GangScheduler, QueryStats, make_policy
 from tests.dynasor.fakes import FakeBackend
 
@@ -163,3 +163,39 @@ def test_split_gangs_surface_the_engine_error_itself() -> None:
 
     with pytest.raises(EngineError, match="boom"):
         run(main())
+
+
+@pytest.mark.parametrize("policy", ["fcfs", "query-fcfs"])
+def test_a_cancelled_gang_aborts_its_requests_in_order_whatever_the_task_set_order(monkeypatch, policy) -> None:
+    # A task group cancels its children in the order of a set of tasks, which follows memory
+    # addresses: a simulated run would then depend on the process it ran in (``--jobs``).
+    def abort_newest_first(self: asyncio.TaskGroup) -> None:
+        self._aborting = True  # type: ignore[attr-defined]
+        for task in sorted(self._tasks, key=lambda t: int(t.get_name().rpartition("-")[2]), reverse=True):  # type: ignore[attr-defined]
+            if not task.done():
+                task.cancel()
+
+    monkeypatch.setattr(asyncio.TaskGroup, "_abort", abort_newest_first)
+    aborted: list[str] = []
+
+    class Recording(FakeBackend):
+        async def generate(self, request: EngineRequest) -> Completion:
+            try:
+                return await super().generate(request)
+            except asyncio.CancelledError:
+                aborted.append(str(request.request.prompt))
+                raise
+
+    sched = GangScheduler(Recording(duration=lambda r: 10.0), make_policy(policy), Capacity(max_seqs=8))
+    prompts = [f"r{i}" for i in range(6)]
+
+    async def main() -> None:
+        gang = asyncio.create_task(sched.run_gang(QueryStats("q", 0.0), [GenerateRequest(p, 8) for p in prompts]))
+        await asyncio.sleep(1)
+        gang.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gang
+
+    run(main())
+    assert aborted == prompts
+    assert sched.running_seqs == 0
