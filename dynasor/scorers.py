@@ -4,6 +4,8 @@
 ``http``                a reward / process-reward / classification model served by vLLM over HTTP
                         (``POST /classify``, ``POST /pooling``): :class:`HttpRewardScorer`
 ``judge``               LLM-as-judge with any backend (the generator itself): :class:`JudgeScorer`
+``logprob``             the generator's own certainty in each response, from its token logprobs
+                        (no second model): :class:`LogprobScorer`
 ``replay``              the reward recorded in a trace (``completion.meta["score"]``): :class:`ReplayScorer`
 ``synthetic``           the simulated engine's score, or a seeded noisy model: :class:`SyntheticScorer`
 ======================  ===========================================================================
@@ -35,6 +37,7 @@ __all__ = [
     "SCORERS",
     "HttpRewardScorer",
     "JudgeScorer",
+    "LogprobScorer",
     "ReplayScorer",
     "ScorerRouter",
     "SyntheticScorer",
@@ -71,6 +74,10 @@ class HttpRewardScorer(Scorer):
         Index of the class whose probability is the reward (negative counts from the end).
     template:
         Builds the model's input from the prompt and the response text.
+    timeout:
+        Longest silence while waiting for the server's answer (None: none).
+    api_key:
+        Sent as a bearer token when given.
     transport:
         An httpx transport instead of the network (tests).
     """
@@ -83,7 +90,8 @@ class HttpRewardScorer(Scorer):
         endpoint: Literal["classify", "pooling"] = "classify",
         label: int = -1,
         template: Callable[[str | Sequence[ChatMessage], str], str] = _conversation,
-        timeout: float = 60.0,
+        timeout: float | None = 60.0,
+        api_key: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         from dynasor.engine.openai import OpenAIBackend  # httpx-based; only scorers over HTTP need it
@@ -94,7 +102,7 @@ class HttpRewardScorer(Scorer):
         self.label = label
         self.template = template
         self.model = model
-        self._http = OpenAIBackend(base_url, model, read_timeout=timeout, transport=transport)
+        self._http = OpenAIBackend(base_url, model, api_key=api_key, read_timeout=timeout, transport=transport)
 
     async def score(
         self, query: QueryInfo, prompt: str | Sequence[ChatMessage], responses: Sequence[Completion]
@@ -220,6 +228,43 @@ class JudgeScorer(Scorer):
         return [t.result() for t in tasks]
 
 
+class LogprobScorer(Scorer):
+    r"""The model's own certainty in a response: the geometric-mean probability of its tokens.
+
+    .. math:: s = \exp\Big(\frac{1}{T}\sum_{t=1}^{T} \log p(x_t \mid x_{<t})\Big) \in (0, 1]
+
+    read from the logprobs the engine returned with the response (``needs_logprobs``: whoever
+    runs the query asks for them; vLLM returns them at little cost). No second model and no
+    extra request: what a plain vLLM serves is enough. It ranks a confidently written answer
+    above a hesitant one; it is not a verifier, and its scale is the model's own (a small
+    model's scores sit well below 1).
+
+    >>> from algorithms import Completion, TokenLogprob
+    >>> sure = Completion("4", 1, 2, "stop", logprobs=(TokenLogprob("4", -0.01), TokenLogprob(".", -0.01)))
+    >>> import asyncio; round(asyncio.run(LogprobScorer().score(None, "", [sure]))[0], 3)
+    0.99
+    """
+
+    needs_logprobs = 0
+
+    async def score(
+        self, query: QueryInfo | None, prompt: str | Sequence[ChatMessage], responses: Sequence[Completion]
+    ) -> list[float]:
+        scores = []
+        for response in responses:
+            if not response.logprobs:
+                if response.completion_tokens == 0:
+                    scores.append(0.0)  # nothing written: nothing to be certain of
+                    continue
+                raise EngineError(
+                    "the logprob reward needs the engine's token logprobs, and a response came without them"
+                )
+            values = [t.logprob for t in response.logprobs if not math.isnan(t.logprob)]
+            mean = math.fsum(values) / len(values) if values else -math.inf
+            scores.append(math.exp(mean) if mean > -math.inf else 0.0)
+        return scores
+
+
 class ReplayScorer(Scorer):
     """The reward recorded in the trace a completion was replayed from (``meta["score"]``).
 
@@ -314,6 +359,7 @@ class ScorerRouter(Scorer):
 SCORERS: dict[str, Callable[..., Scorer]] = {
     "http": HttpRewardScorer,
     "judge": JudgeScorer,
+    "logprob": LogprobScorer,
     "replay": ReplayScorer,
     "synthetic": SyntheticScorer,
 }

@@ -39,7 +39,18 @@ DYNASOR_ARROWS: dict[str, set[str]] = {
     "scorers": {"_exceptions", "engine"},
     "runtime": {"_exceptions", "_query", "_state", "allocator", "engine", "sched"},
     "demo": {"_query", "allocator", "clock", "engine", "runtime", "sched"},
-    "server": {"_exceptions", "_presets", "_query", "_state", "_tasks", "allocator", "engine", "runtime", "sched"},
+    "server": {
+        "_exceptions",
+        "_presets",
+        "_query",
+        "_state",
+        "_tasks",
+        "allocator",
+        "engine",
+        "runtime",
+        "sched",
+        "scorers",
+    },
 }
 
 # Subpackage -> its module -> the sibling modules it may import (its __init__ may import them all).
@@ -65,10 +76,12 @@ SIBLING_ARROWS: dict[str, dict[str, set[str]]] = {
         "_shapes": set(),
         "metrics": set(),
         "upstreams": set(),
+        "_knobs": set(),
         "_passthrough": {"_shapes", "protocol", "upstreams"},
-        "serving": {"_passthrough", "_settings", "_shapes", "protocol", "upstreams"},
+        "_body": {"_passthrough"},
+        "serving": {"_knobs", "_passthrough", "_settings", "_shapes", "protocol", "upstreams"},
         "state": {"_passthrough", "_settings", "metrics", "protocol", "serving", "upstreams"},
-        "routes": {"_passthrough", "_shapes", "metrics", "protocol", "state"},
+        "routes": {"_body", "_passthrough", "_shapes", "metrics", "protocol", "state", "upstreams"},
         "app": {"_passthrough", "_settings", "protocol", "routes", "state"},
     },
 }

@@ -84,6 +84,13 @@ class Backend(ABC):
         """The engine's batch limits if the backend knows them (the scheduler's default)."""
         return None
 
+    async def check_health(self) -> None:  # noqa: B027  (optional hook)
+        """Raise :class:`~dynasor.EngineUnavailable` when the engine cannot serve now.
+
+        What the proxy probes to keep its replicas' health current; an engine without a
+        cheaper check may leave it as is (always healthy).
+        """
+
     async def aclose(self) -> None:  # noqa: B027  (optional hook)
         """Release connections and background tasks."""
 
@@ -101,6 +108,10 @@ class Backend(ABC):
 
 class Scorer(ABC):
     """Gives a reward to each response of a query (reward model, judge, replay, ...)."""
+
+    needs_logprobs: int | None = None
+    """Top logprobs per token the scorer reads from each response (None: none); whoever runs
+    the query asks the engine for them."""
 
     @abstractmethod
     async def score(

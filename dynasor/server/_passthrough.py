@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,8 @@ _RELAYED = ("content-type", "retry-after", "x-request-id")
 _FORWARDED = ("content-type", "accept", "user-agent", "x-request-id", "traceparent")
 # Tokens the sim generates when a plain request names no max_tokens.
 _SIM_DEFAULT_MAX_TOKENS = 256
+
+logger = logging.getLogger(__name__)
 
 
 class ServingError(Exception):
@@ -67,11 +70,20 @@ class Relay:
     status: int
     headers: dict[str, str]
     body: bytes = b""
-    stream: AsyncIterator[bytes] | None = None
+    stream: AsyncIterable[bytes] | None = None
+    close: Callable[[], Awaitable[None]] | None = None
+    """Ends the stream whether or not it was sent (the routes call it when the response is over)."""
 
 
 class UpstreamRelay:
-    """Forwards plain requests to the least loaded healthy replica over pooled HTTP."""
+    """Forwards plain requests to the least loaded usable replica over pooled HTTP.
+
+    At most ``max_inflight`` requests are relayed at once (more: 429 with ``Retry-After``);
+    ``total_timeout`` bounds a request from its arrival to the end of its answer (504 before
+    the answer starts, an error event in a stream after). A stream that breaks off, or stalls
+    past the read timeout, ends with an error event and ``[DONE]``, never a dropped connection:
+    only whole events are relayed, so the error event is never glued to half of one.
+    """
 
     def __init__(
         self,
@@ -80,29 +92,81 @@ class UpstreamRelay:
         api_key: str | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float | None = 600.0,
-        max_connections: int = 1024,
+        total_timeout: float | None = None,
+        max_inflight: int = 1024,
         on_done: Callable[[Endpoint | str, float], None] | None = None,
     ) -> None:
+        if max_inflight < 1:
+            raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
         self.pool = pool
         self.on_done = on_done
+        self.read_timeout = read_timeout
+        self.total_timeout = total_timeout
+        self.max_inflight = max_inflight
+        self.active = 0
+        """Requests admitted and not finished (streams until their last byte)."""
+        self.broken_streams = 0
+        """Streams ended with an error event because the upstream failed mid-way."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.AsyncClient(
             headers=headers,
-            timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=None),
+            # More connections than admitted requests, so an admitted request never waits for one;
+            # the pool timeout is a guard, not a queue.
+            timeout=httpx.Timeout(
+                connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=connect_timeout
+            ),
             # Idle connections are dropped before the engine's keep-alive timeout (uvicorn, vLLM: 5 s)
             # would close them under a request being sent.
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=3.0
+                max_connections=max_inflight + 16, max_keepalive_connections=max_inflight, keepalive_expiry=3.0
             ),
         )
 
     @property
     def inflight(self) -> int:
-        return sum(r.inflight for r in self.pool.replicas)
+        return self.active
 
     async def forward(self, method: str, path: str, body: bytes, headers: Mapping[str, str], *, stream: bool) -> Relay:
         """Send the request upstream; a replica that cannot be reached is taken out and the next tried."""
+        if self.active >= self.max_inflight:
+            raise ServingError(
+                429,
+                f"{self.active} pass-through requests in flight (limit {self.max_inflight}); retry later",
+                "rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            )
         started = time.perf_counter()
+        deadline = None if self.total_timeout is None else time.monotonic() + self.total_timeout
+        self.active += 1
+        handed_over = False
+        try:
+            async with asyncio.timeout_at(None if deadline is None else _loop_deadline(deadline)):
+                relay = await self._forward(
+                    method, path, body, headers, stream=stream, started=started, deadline=deadline
+                )
+            handed_over = relay.stream is not None
+            return relay
+        except TimeoutError:
+            raise ServingError(
+                504,
+                f"the upstream did not answer within the proxy's request timeout ({self.total_timeout:g} s)",
+                "upstream_timeout",
+            ) from None
+        finally:
+            if not handed_over:  # a stream releases its slot when it ends
+                self.active -= 1
+
+    async def _forward(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        stream: bool,
+        started: float,
+        deadline: float | None,
+    ) -> Relay:
         sent = {k: v for k, v in headers.items() if k.lower() in _FORWARDED}
         tried: list[Replica] = []
         stale_retry = True
@@ -119,7 +183,7 @@ class UpstreamRelay:
                 # Nothing reached the replica: safe to try another one.
                 replica.inflight -= 1
                 tried.append(replica)
-                self.pool.mark_failed(replica, f"{type(exc).__name__}: {exc}")
+                self.pool.mark_unreachable(replica, f"{type(exc).__name__}: {exc}")
                 if len(tried) == len(self.pool.replicas):
                     raise ServingError(
                         502, f"upstream {replica.url} unreachable: {type(exc).__name__}: {exc}", "upstream_error"
@@ -135,6 +199,11 @@ class UpstreamRelay:
                 raise ServingError(
                     502, f"upstream {replica.url} failed: {type(exc).__name__}: {exc}", "upstream_error"
                 ) from exc
+            except httpx.TimeoutException as exc:
+                replica.inflight -= 1
+                raise ServingError(
+                    504, f"upstream {replica.url} sent no answer in time: {type(exc).__name__}", "upstream_timeout"
+                ) from exc
             except httpx.HTTPError as exc:
                 replica.inflight -= 1
                 raise ServingError(
@@ -144,13 +213,18 @@ class UpstreamRelay:
                 replica.inflight -= 1
                 raise
             break
-        if replica.failures:
+        if replica.failures or replica.down_reason is not None:
             self.pool.mark_ok(replica)
         out = {k: v for k, v in response.headers.items() if k.lower() in _RELAYED}
         if stream and response.status_code < 400:
-            return Relay(response.status_code, out, stream=self._relay(response, replica, path, started))
+            relayed = _RelayedStream(self, response, replica, path, started, deadline)
+            return Relay(response.status_code, out, stream=relayed, close=relayed.aclose)
         try:
             data = await response.aread()
+        except httpx.TimeoutException as exc:
+            raise ServingError(
+                504, f"upstream {replica.url} stopped sending: {type(exc).__name__}", "upstream_timeout"
+            ) from exc
         except httpx.HTTPError as exc:
             raise ServingError(502, f"upstream {replica.url} broke off: {exc}", "upstream_error") from exc
         finally:
@@ -158,18 +232,6 @@ class UpstreamRelay:
             replica.inflight -= 1
         self._done(path, started)
         return Relay(response.status_code, out, body=data)
-
-    async def _relay(
-        self, response: httpx.Response, replica: Replica, path: str, started: float
-    ) -> AsyncIterator[bytes]:
-        # Closing the generator (client gone) closes the upstream stream: the engine aborts.
-        try:
-            async for piece in response.aiter_raw():
-                yield piece
-        finally:
-            await response.aclose()
-            replica.inflight -= 1
-            self._done(path, started)
 
     def _done(self, path: str, started: float) -> None:
         if self.on_done is not None:
@@ -179,6 +241,89 @@ class UpstreamRelay:
         await self.client.aclose()
 
 
+class _RelayedStream:
+    """An upstream stream relayed to the client; :meth:`aclose` ends it, relayed or not.
+
+    Closing (the client gone, or the response never sent) closes the upstream stream, which
+    is how the engine learns to abort, and frees the request's slot.
+    """
+
+    def __init__(
+        self,
+        relay: UpstreamRelay,
+        response: httpx.Response,
+        replica: Replica,
+        path: str,
+        started: float,
+        deadline: float | None,
+    ) -> None:
+        self.relay = relay
+        self.response = response
+        self.replica = replica
+        self.path = path
+        self.started = started
+        self.deadline = deadline
+        self.events = response.headers.get("content-type", "").startswith("text/event-stream")
+        self.closed = False
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.replica.inflight -= 1
+        self.relay.active -= 1
+        self.relay._done(self.path, self.started)
+        await self.response.aclose()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        relay = self.relay
+        held = b""  # the start of an event whose end has not arrived yet
+        error: str | None = None
+        try:
+            async for piece in self.response.aiter_raw():
+                if self.events:
+                    if held:
+                        piece, held = held + piece, b""
+                    cut = _events_end(piece)
+                    if cut < len(piece):
+                        piece, held = piece[:cut], piece[cut:]
+                    if not piece:
+                        continue
+                yield piece
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    error = f"the answer ran past the proxy's request timeout ({relay.total_timeout:g} s)"
+                    break
+        except httpx.TimeoutException:
+            error = f"upstream {self.replica.url} sent nothing for {relay.read_timeout:g} s"
+        except httpx.HTTPError as exc:
+            error = f"upstream {self.replica.url} broke off the stream: {type(exc).__name__}: {exc}"
+        finally:
+            await self.aclose()
+        if error is None:
+            if held:
+                yield held  # a last event without its blank line
+            return
+        relay.broken_streams += 1
+        logger.warning("pass-through stream on %s ended early: %s", self.path, error)
+        if self.events:
+            yield _sse_error(ServingError(502, error, "upstream_error"))
+
+
+def _events_end(data: bytes) -> int:
+    """Where the last complete server-sent event in ``data`` ends (0: none ends in it)."""
+    if data.endswith(b"\n\n"):
+        return len(data)
+    end = data.rfind(b"\n\n")
+    cut = end + 2 if end >= 0 else 0
+    crlf = data.rfind(b"\r\n\r\n")
+    return max(cut, crlf + 4) if crlf >= 0 else cut
+
+
+def _loop_deadline(monotonic_deadline: float) -> float:
+    """A ``time.monotonic`` deadline on the running loop's clock."""
+    return asyncio.get_running_loop().time() + (monotonic_deadline - time.monotonic())
+
+
 class SimResponder:
     """Answers plain requests over the simulated engine, in the OpenAI shape of each endpoint.
 
@@ -186,12 +331,27 @@ class SimResponder:
     stream carries that text in one chunk, then the finish chunk.
     """
 
-    def __init__(self, backend: Backend, on_done: Callable[[Endpoint | str, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        on_done: Callable[[Endpoint | str, float], None] | None = None,
+        *,
+        max_inflight: int = 1024,
+    ) -> None:
         self.backend = backend
         self.on_done = on_done
+        self.max_inflight = max_inflight
         self.inflight = 0
+        """Simulated sequences of plain requests running now."""
 
     async def answer(self, endpoint: Endpoint, req: ChatCompletionRequest | CompletionRequest) -> Relay:
+        if self.inflight >= self.max_inflight:
+            raise ServingError(
+                429,
+                f"{self.inflight} pass-through sequences in flight (limit {self.max_inflight}); retry later",
+                "rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            )
         started = time.perf_counter()
         prompts = _prompts(req)
         n = req.n or 1

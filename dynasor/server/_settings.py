@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from dynasor._exceptions import ConfigError
 from dynasor.engine.sim import Source
 from dynasor.sched.policy import DEFAULT_POLICY, make_policy
 
-__all__ = ["ServerSettings"]
+__all__ = ["REWARDS", "ServerSettings"]
+
+REWARDS = ("auto", "logprob", "judge", "synthetic", "none")
+"""Reward scorer names ``--reward`` takes (or a reward server's URL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +46,34 @@ class ServerSettings:
     max_n: int = 16
     """Largest ``n`` a request may ask for."""
     replica_retry_s: float = 10.0
-    """How long a failing replica stays out before it is tried again."""
+    """How long a replica taken out stays out (without probing: before it is tried again)."""
+    eject_after: int = 3
+    """Failed requests in a row that take a replica answering with errors out (never the last one)."""
+    health_interval_s: float = 2.0
+    """Seconds between health probes of every replica (0: no probing)."""
     upstream_attempts: int = 3
-    """Tries per sub-request on one replica before it counts as failing."""
+    """Tries per sub-request on one replica (with backoff) before it counts as failed."""
     connect_timeout_s: float = 5.0
-    read_timeout_s: float | None = 600.0
+    """Seconds to open a connection to an upstream."""
+    read_timeout_s: float | None = 300.0
+    """Longest silence from an upstream while a request waits for its next bytes (None: none)."""
+    request_timeout_s: float | None = 600.0
+    """Longest a request may take: a plain one from arrival to its last byte, a reasoning one by
+    default (its ``deadline`` may be shorter, never longer). None: no limit."""
+    max_passthrough: int = 512
+    """Plain requests in flight at once; more get HTTP 429."""
+    max_body_bytes: int = 8 * 2**20
+    """Largest request body accepted; larger ones get HTTP 413."""
+    public_health: bool = False
+    """With ``api_key`` set: answer ``/health`` without the key (the status only, no upstream details)."""
+    reward: tuple[str, ...] = ("auto",)
+    """Reward scorers reasoning programs that score may use, the first the default: ``logprob``,
+    ``judge``, ``synthetic`` (simulated engine only), a reward server's URL, ``auto`` (``synthetic``
+    over the simulated engine, else ``logprob``) or ``none``."""
+    reward_endpoint: Literal["classify", "pooling"] = "classify"
+    """The reward server's endpoint (vLLM ``--runner pooling``)."""
+    reward_model: str | None = None
+    """The reward server's model (None: the first it lists)."""
     streaming_algorithms: tuple[str, ...] = ("cot",)
     """Algorithms whose reasoning text is streamed as it decodes (others stream progress)."""
     sim_source: Source | None = field(default=None, compare=False)
@@ -70,9 +97,46 @@ class ServerSettings:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
         make_policy(self.policy)  # a PolicyError (a ConfigError) for an unknown name or knob
-        for name in ("max_active", "max_samples", "max_tokens", "max_n", "upstream_attempts"):
+        counts = ("max_active", "max_samples", "max_tokens", "max_n", "upstream_attempts", "eject_after")
+        for name in (*counts, "max_passthrough", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("connect_timeout_s", "read_timeout_s", "request_timeout_s", "replica_retry_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be > 0, got {value}")
+        if self.health_interval_s < 0:
+            raise ConfigError(f"health_interval_s must be >= 0 (0: no probing), got {self.health_interval_s}")
+        self.rewards()  # a ConfigError now, not at the first request
+
+    def rewards(self) -> tuple[str, ...]:
+        """The reward scorers to build, ``auto`` resolved (empty: none)."""
+        names = tuple(
+            "synthetic" if r == "auto" and self.sim_profile else "logprob" if r == "auto" else r for r in self.reward
+        )
+        if not names or "none" in names:
+            if len(names) > 1:
+                raise ConfigError("reward 'none' cannot be combined with other reward scorers")
+            return ()
+        for name in names:
+            if name.startswith(("http://", "https://")):
+                continue
+            if name not in REWARDS:
+                choices = ", ".join(REWARDS)
+                raise ConfigError(
+                    f"unknown reward {name!r}: {choices}, or a reward server's URL (vLLM --runner pooling)"
+                )
+            if name == "synthetic" and not self.sim_profile:
+                raise ConfigError("reward 'synthetic' scores simulated samples; use it with --upstream sim")
+            if name == "logprob" and self.sim_profile:
+                raise ConfigError(
+                    "reward 'logprob' reads the engine's logprobs, which the simulated engine has none of"
+                )
+        if len(set(names)) != len(names):
+            raise ConfigError(f"a reward is named twice: {', '.join(names)}")
+        if self.reward_endpoint not in ("classify", "pooling"):
+            raise ConfigError(f"reward_endpoint must be classify or pooling, got {self.reward_endpoint!r}")
+        return names
 
     @property
     def sim_profile(self) -> str | None:

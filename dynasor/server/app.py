@@ -32,16 +32,18 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.proxy = ProxyState(settings)
-        try:
+        async with app.state.proxy.serving():
             yield
-        finally:
-            await app.state.proxy.aclose()
 
     app = FastAPI(
         title="Dynasor",
         summary="OpenAI-compatible proxy that serves LLM reasoning programs with Certaindex early exit.",
         version="0.1.0",
         lifespan=lifespan,
+        # The schema and its viewer are routes of ours, behind the API key when one is set.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.include_router(routes.api_router)
     app.include_router(routes.ops_router)

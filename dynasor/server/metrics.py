@@ -81,6 +81,20 @@ class ProxyMetrics:
         self.passthrough_inflight = Gauge(
             "dynasor_passthrough_inflight", "Pass-through requests in flight.", registry=r
         )
+        self.subrequests = Counter(
+            "dynasor_subrequests",
+            "Engine sub-requests of finished reasoning queries, by how they ended (abort: stopped or cancelled).",
+            ["algorithm", "finish_reason"],
+            registry=r,
+        )
+        self.subrequests_running = Gauge(
+            "dynasor_subrequests_running", "Sub-requests of reasoning queries dispatched and not finished.", registry=r
+        )
+        self.engine_sequences = Gauge(
+            "dynasor_sim_engine_sequences",
+            "Sequences running or waiting in the simulated engine (plain and reasoning; sim upstream only).",
+            registry=r,
+        )
         self.upstream_up = Gauge(
             "dynasor_upstream_up", "1 while an upstream replica is in use.", ["upstream"], registry=r
         )
@@ -103,6 +117,11 @@ class ProxyMetrics:
             self.certaindex.labels(algorithm).observe(result.certaindex)
         self.query_latency.labels(algorithm).observe(result.latency)
         self.queue_time.labels(algorithm).observe(result.queue_time)
+        ends: dict[str, int] = {}
+        for record in result.requests:
+            ends[record.finish_reason] = ends.get(record.finish_reason, 0) + 1
+        for finish, count in ends.items():
+            self.subrequests.labels(algorithm, finish).inc(count)
 
     def track(self, policy: str, queue_depth: Callable[[], float], active: Callable[[], float]) -> None:
         """Read the scheduler's queue and the runtime's active count at scrape time."""

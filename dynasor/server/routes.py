@@ -9,21 +9,23 @@ Streams are cancelled by the server itself when the client goes away.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from dynasor._tasks import first_error
+from dynasor.server._body import check_depth, parse_json, read_body
 from dynasor.server._passthrough import Relay, ServingError
 from dynasor.server._shapes import Endpoint
 from dynasor.server.metrics import CONTENT_TYPE_LATEST
 from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, ErrorResponse, validation_message
 from dynasor.server.state import ProxyState
+from dynasor.server.upstreams import replica_states
 
 __all__ = ["api_router", "ops_router"]
 
@@ -47,15 +49,23 @@ def _state(request: Request) -> ProxyState:
     return state
 
 
-async def require_api_key(request: Request) -> None:
-    """401 unless the request carries the configured key (``Authorization: Bearer KEY``)."""
+_UNAUTHORIZED = ServingError(401, "Missing or invalid API key", "authentication_error")
+
+
+def _authorized(request: Request) -> bool:
+    """Whether the request carries the configured key (``Authorization: Bearer KEY``), or none is set."""
     key = _state(request).settings.api_key
     if key is None:
-        return
+        return True
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), key.encode()):
-        raise ServingError(401, "Missing or invalid API key", "authentication_error")
+    return scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(), key.encode())
+
+
+async def require_api_key(request: Request) -> None:
+    """401 unless the request carries the configured key."""
+    if not _authorized(request):
+        raise _UNAUTHORIZED
 
 
 api_router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=_ERRORS)
@@ -101,18 +111,37 @@ async def models(request: Request) -> Response:
     return _to_response(relay)
 
 
-@ops_router.get("/health", summary="Liveness, and the upstream replicas as the proxy sees them.")
+@ops_router.get(
+    "/health",
+    summary="Liveness, and the upstream replicas as the proxy sees them (probed every few seconds).",
+    responses={401: _ERRORS[401], 503: {"description": "No upstream replica is usable."}},
+)
 async def health(request: Request) -> Response:
     state = _state(request)
-    now = state.pool.clock()
-    replicas = [{"url": r.url, "up": r.up(now), "load": r.load, "error": r.last_error} for r in state.pool.replicas]
+    detailed = _authorized(request)
+    if not detailed and not state.settings.public_health:
+        raise _UNAUTHORIZED
+    replicas = replica_states(state.pool)
     ok = any(r["up"] for r in replicas)
-    return JSONResponse({"status": "ok" if ok else "degraded", "upstreams": replicas}, status_code=200 if ok else 503)
+    body: dict[str, Any] = {"status": "ok" if ok else "degraded"}
+    if detailed:
+        body["upstreams"] = replicas
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
-@ops_router.get("/metrics", summary="Prometheus metrics.")
+@ops_router.get("/metrics", summary="Prometheus metrics.", dependencies=[Depends(require_api_key)])
 async def metrics(request: Request) -> Response:
     return Response(_state(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@ops_router.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_api_key)])
+async def openapi_schema(request: Request) -> Response:
+    return JSONResponse(request.app.openapi())
+
+
+@ops_router.get("/docs", include_in_schema=False, dependencies=[Depends(require_api_key)])
+async def docs(request: Request) -> Response:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{request.app.title} API")
 
 
 async def _handle(
@@ -122,13 +151,8 @@ async def _handle(
     kind = "plain"
     status = 499
     try:
-        raw = await request.body()
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise ServingError(400, "Request body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise ServingError(400, "Request body must be a JSON object")
+        raw = await read_body(request.stream(), request.headers.get("content-length"), state.settings.max_body_bytes)
+        data = parse_json(raw)
         if data.get("dynasor") is None and state.relay is not None:
             # Hot path: check only what the proxy acts on, forward the bytes untouched.
             stream = state.check_plain(data)
@@ -137,6 +161,7 @@ async def _handle(
             )
             response = _to_response(relay)
         else:
+            check_depth(data)
             try:
                 body = model.model_validate(data)
             except ValidationError as exc:
@@ -188,7 +213,25 @@ async def _disconnected(request: Request) -> None:
             return
 
 
+class _RelayResponse(StreamingResponse):
+    """A relayed stream that is closed when the response ends, even one never started."""
+
+    def __init__(self, relay: Relay) -> None:
+        assert relay.stream is not None
+        super().__init__(relay.stream, status_code=relay.status, headers=relay.headers)
+        self.close = relay.close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.close is not None:
+                await self.close()
+
+
 def _to_response(relay: Relay) -> Response:
     if relay.stream is not None:
+        if relay.close is not None:
+            return _RelayResponse(relay)
         return StreamingResponse(relay.stream, status_code=relay.status, headers=relay.headers)
     return Response(relay.body, status_code=relay.status, headers=relay.headers)

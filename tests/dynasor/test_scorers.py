@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
 
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from algorithms.protocol import Completion, QueryInfo
+from algorithms.protocol import Completion, QueryInfo, TokenLogprob
 from dynasor import ConfigError, EngineError
 from dynasor.engine.base import Backend, EngineRequest
 from dynasor.engine.sim import SyntheticSource
 from dynasor.scorers import (
     HttpRewardScorer,
     JudgeScorer,
+    LogprobScorer,
     ReplayScorer,
     ScorerRouter,
     SyntheticScorer,
@@ -147,7 +149,7 @@ async def test_synthetic_scorer_prefers_meta_then_a_seeded_model():
 
 def test_make_scorer_builds_by_name_and_lists_the_names():
     assert isinstance(make_scorer("synthetic", seed=3), SyntheticScorer)
-    with pytest.raises(ConfigError, match="judge, replay, synthetic"):
+    with pytest.raises(ConfigError, match="judge, logprob, replay, synthetic"):
         make_scorer("oracle")
     with pytest.raises(ConfigError, match="replay"):
         make_scorer("replay", bogus=1)
@@ -172,3 +174,18 @@ def test_the_scorer_knob_reaches_the_router_through_the_query():
     assert run.result.error is None and run.result.answer is not None
     failed = run_query(SyntheticSource(seed=0), "bon", {"max_samples": 2}, scorer=router)
     assert failed.result.exit_reason == "error" and "scorer" in (failed.result.error or "")
+
+
+async def test_logprob_scorer_is_the_geometric_mean_token_probability():
+    def with_logprobs(*values: float) -> Completion:
+        return Completion("x", 1, len(values), "stop", logprobs=tuple(TokenLogprob("t", v) for v in values))
+
+    scorer = make_scorer("logprob")
+    assert isinstance(scorer, LogprobScorer) and scorer.needs_logprobs == 0
+    sure, unsure = with_logprobs(-0.01, -0.02), with_logprobs(-1.0, -3.0)
+    scores = await scorer.score(QUERY, "p", [sure, unsure])
+    assert scores[0] == pytest.approx(math.exp(-0.015)) and scores[1] == pytest.approx(math.exp(-2.0))
+    assert await scorer.score(QUERY, "p", [with_logprobs(float("-inf"))]) == [0.0]
+    assert await scorer.score(QUERY, "p", [Completion("", 1, 0, "stop")]) == [0.0]  # nothing written
+    with pytest.raises(EngineError, match="logprobs"):
+        await scorer.score(QUERY, "p", [Completion("x", 1, 3, "stop")])  # the engine sent none

@@ -120,6 +120,7 @@ class OpenAIBackend(Backend):
             transport=transport,
         )
         self._model_lock = asyncio.Lock()
+        self._health_timeout = httpx.Timeout(min(connect_timeout, 5.0))
 
     # -- public API -------------------------------------------------------------------
 
@@ -132,7 +133,29 @@ class OpenAIBackend(Backend):
     async def models(self) -> list[str]:
         """Model ids the upstream serves (``GET /v1/models``)."""
         body = await self._request_json("GET", "/v1/models", None)
-        return [m["id"] for m in body.get("data", [])]
+        data = body.get("data", []) if isinstance(body, Mapping) else None
+        if not isinstance(data, list) or not all(isinstance(m, Mapping) and isinstance(m.get("id"), str) for m in data):
+            raise EngineError(f"{self.base_url}/v1/models answered an unexpected shape: {str(body)[:200]}")
+        return [m["id"] for m in data]
+
+    async def check_health(self) -> None:
+        """Raise :class:`EngineUnavailable` unless the server answers its health check.
+
+        ``GET /health`` (vLLM, SGLang); a server without one (404) is asked ``GET /v1/models``.
+        """
+        for path in ("/health", "/v1/models"):
+            try:
+                response = await self._client.get(path, timeout=self._health_timeout)
+            except httpx.HTTPError as exc:
+                raise EngineUnavailable(f"health check of {self.base_url}: {type(exc).__name__}: {exc}") from exc
+            if response.status_code == 404 and path == "/health":
+                continue
+            if response.status_code >= 400:
+                raise EngineUnavailable(
+                    f"health check of {self.base_url}{path} answered HTTP {response.status_code}",
+                    status=response.status_code,
+                )
+            return
 
     async def post_json(self, path: str, body: Mapping[str, Any]) -> Any:
         """POST ``body`` to ``path`` on the upstream (e.g. ``/classify``) and return its JSON.
@@ -193,7 +216,10 @@ class OpenAIBackend(Backend):
                     raise status_error(response)
                 decoder = SSEDecoder()
                 done = False
+                head = ""  # the start of the body, to name what arrived when it holds no events
                 async for text in response.aiter_text():
+                    if len(head) < 200:
+                        head += text[: 200 - len(head)]
                     for data in decoder.decode(text):
                         done = done or acc.event(data, time.monotonic() - t0)
                     if done:
@@ -201,6 +227,9 @@ class OpenAIBackend(Backend):
                 else:
                     for data in decoder.flush():
                         acc.event(data, time.monotonic() - t0)
+                if acc.chunks == 0 and acc.finish is None:
+                    kind = response.headers.get("content-type", "no content type")
+                    raise EngineError(f"{self.base_url}{path} answered no completion events ({kind}): {head!r}")
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             error = EngineUnavailable(f"{type(exc).__name__} talking to {self.base_url}{path}: {exc}")
             if acc.started:

@@ -91,13 +91,20 @@ class Accumulator:
         self.stop_reason: Any = None
 
     def event(self, data: str, elapsed: float) -> bool:
-        """Take one event's data; True when the stream is over (``[DONE]``)."""
+        """Take one event's data; True when the stream is over (``[DONE]``).
+
+        An event that is not JSON, or JSON of another shape than a completion chunk, raises
+        :class:`EngineError` naming what arrived: the upstream is misbehaving, not the client.
+        """
         if data.strip() == "[DONE]":
             return True
         try:
             chunk = json.loads(data)
         except ValueError as exc:
-            raise EngineError(f"malformed stream event: {data[:200]!r}") from exc
+            raise EngineError(f"malformed stream event from the upstream (not JSON): {data[:200]!r}") from exc
+        if not isinstance(chunk, Mapping):
+            kind = type(chunk).__name__
+            raise EngineError(f"malformed stream event from the upstream: a JSON {kind}, not an object: {data[:200]!r}")
         if "error" in chunk and "choices" not in chunk:
             err = chunk["error"]
             message = err.get("message", err) if isinstance(err, Mapping) else err
@@ -105,35 +112,33 @@ class Accumulator:
             raise EngineError(
                 f"engine error in stream: {message}", status=status if isinstance(status, int) else None, body=chunk
             )
+        try:
+            usage, choice = _read_chunk(chunk)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise EngineError(f"malformed stream event from the upstream ({exc}): {data[:200]!r}") from exc
         self.chunks += 1
         self.id = self.id or chunk.get("id")
-        if usage := chunk.get("usage"):
+        if usage is not None:
             self.usage = usage
             self.meter.prompt_tokens = int(usage.get("prompt_tokens") or 0)
             self.meter.completion_tokens = int(usage.get("completion_tokens") or 0)
-        for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta")
-            text = (delta.get("content") or "") if isinstance(delta, Mapping) else (choice.get("text") or "")
-            if text or choice.get("logprobs"):
-                self.started = True
-                if self.first_token_s is None:
-                    self.first_token_s = elapsed
-            if text:
-                self.parts.append(text)
-                if self.req.on_text is not None:
-                    self.req.on_text(text)
-            if choice.get("logprobs"):
-                parsed = _parse_logprobs(choice["logprobs"])
-                self.logprobs.extend(parsed)
-            else:
-                parsed = []
-            if self.usage is None and (text or parsed):
-                self.meter.completion_tokens += max(len(parsed), 1)
-            if choice.get("finish_reason"):
-                self.finish = choice["finish_reason"]
-                self.stop_reason = choice.get("stop_reason")
+        if choice is None:
+            return False
+        text, parsed, finish, stop_reason = choice
+        if text or parsed:
+            self.started = True
+            if self.first_token_s is None:
+                self.first_token_s = elapsed
+        if text:
+            self.parts.append(text)
+            if self.req.on_text is not None:
+                self.req.on_text(text)
+        self.logprobs.extend(parsed)
+        if self.usage is None and (text or parsed):
+            self.meter.completion_tokens += max(len(parsed), 1)
+        if finish:
+            self.finish = finish
+            self.stop_reason = stop_reason
         return False
 
     def completion(self, *, attempts: int, latency_s: float) -> Completion:
@@ -162,6 +167,44 @@ class Accumulator:
             logprobs=tuple(self.logprobs) if self.req.logprobs is not None else None,
             meta=meta,
         )
+
+
+_Choice = tuple[str, list[TokenLogprob], str | None, Any]
+
+
+def _read_chunk(chunk: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, _Choice | None]:
+    """The usage block and choice 0 of a chunk, checked: ``(text, logprobs, finish, stop_reason)``.
+
+    Raises TypeError/ValueError/KeyError for a chunk of another shape (the caller names it).
+    """
+    usage = chunk.get("usage")
+    if usage is not None:
+        if not isinstance(usage, Mapping):
+            raise TypeError("usage is not an object")
+        for key in ("prompt_tokens", "completion_tokens"):
+            if not isinstance(usage.get(key) or 0, int):
+                raise TypeError(f"usage.{key} is not an integer")
+    choices = chunk.get("choices") or []
+    if not isinstance(choices, list):
+        raise TypeError("choices is not a list")
+    for choice in choices:
+        if not isinstance(choice, Mapping):
+            raise TypeError("a choice is not an object")
+        if choice.get("index", 0) != 0:
+            continue
+        delta = choice.get("delta")
+        if delta is not None and not isinstance(delta, Mapping):
+            raise TypeError("delta is not an object")
+        text = (delta.get("content") or "") if delta is not None else (choice.get("text") or "")
+        if not isinstance(text, str):
+            raise TypeError("the text is not a string")
+        block = choice.get("logprobs")
+        parsed = _parse_logprobs(block) if block else []
+        finish = choice.get("finish_reason")
+        if finish is not None and not isinstance(finish, str):
+            raise TypeError("finish_reason is not a string")
+        return usage, (text, parsed, finish, choice.get("stop_reason"))
+    return usage, None
 
 
 def _parse_logprobs(block: Mapping[str, Any]) -> list[TokenLogprob]:

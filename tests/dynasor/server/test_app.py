@@ -183,7 +183,7 @@ def test_api_key_is_required_when_configured(make_proxy, sim_settings):
             client(url).models.list()
         assert httpx.post(f"{url}/v1/completions", json={"prompt": "x"}).status_code == 401
         assert client(url).with_options(api_key="s3cret").models.list().data
-        assert httpx.get(f"{url}/health").status_code == 200
+        assert httpx.get(f"{url}/health").status_code == 401  # the ops endpoints too (tests/dynasor/server/test_ops.py)
 
 
 def test_queue_full_is_429_with_retry_after(make_proxy, sim_settings):

@@ -150,8 +150,9 @@ def test_models_come_from_the_upstream(relay_proxy):
 
 
 def test_unreachable_upstream_is_502_then_503_with_retry_after(make_proxy):
+    """Without probing, the first request finds out (502) and takes the replica out (503 after)."""
     dead = "http://127.0.0.1:9"  # discard port: nothing listens
-    with make_proxy(ServerSettings(upstreams=(dead,), replica_retry_s=30)) as (url, _):
+    with make_proxy(ServerSettings(upstreams=(dead,), replica_retry_s=30, health_interval_s=0)) as (url, _):
         body = {"messages": [{"role": "user", "content": "x"}]}
         first = httpx.post(f"{url}/v1/chat/completions", json=body)
         assert first.status_code == 502
@@ -166,7 +167,8 @@ def test_unreachable_upstream_is_502_then_503_with_retry_after(make_proxy):
 
 def test_failing_replica_is_taken_out_and_traffic_moves(make_proxy, upstream):
     dead = "http://127.0.0.1:9"
-    with make_proxy(ServerSettings(upstreams=(dead, upstream), replica_retry_s=30)) as (url, app):
+    settings = ServerSettings(upstreams=(dead, upstream), replica_retry_s=30, health_interval_s=0)
+    with make_proxy(settings) as (url, app):
         body = {"messages": [{"role": "user", "content": "x"}]}
         for _ in range(3):
             r = httpx.post(f"{url}/v1/chat/completions", json=body)
@@ -178,7 +180,9 @@ def test_failing_replica_is_taken_out_and_traffic_moves(make_proxy, upstream):
 
 def test_reasoning_on_an_unreachable_upstream_is_502_then_503(make_proxy):
     dead = "http://127.0.0.1:9"
-    settings = ServerSettings(upstreams=(dead,), model="m", upstream_attempts=1, replica_retry_s=30)
+    settings = ServerSettings(
+        upstreams=(dead,), model="m", upstream_attempts=1, replica_retry_s=30, health_interval_s=0
+    )
     with make_proxy(settings) as (url, app):
         body = {"messages": [{"role": "user", "content": "x"}], "dynasor": {"algorithm": "sc", "max_samples": 2}}
         first = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
@@ -221,7 +225,8 @@ def test_a_connection_closed_without_answer_is_retried_once(make_proxy):
     threading.Thread(target=serve_forever, daemon=True).start()
     upstream = f"http://127.0.0.1:{listener.getsockname()[1]}"
     try:
-        with make_proxy(ServerSettings(upstreams=(upstream,))) as (url, app):
+        # No probing: the first connection the proxy opens is the one dropped.
+        with make_proxy(ServerSettings(upstreams=(upstream,), health_interval_s=0)) as (url, app):
             r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
             assert r.status_code == 200 and r.json() == {"ok": True}
             assert seen["connections"] == 2

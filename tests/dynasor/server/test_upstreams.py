@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from algorithms.protocol import Completion, GenerateRequest
 from dynasor import EngineError, EngineUnavailable
 from dynasor.engine.base import Backend, Capacity, EngineRequest
-from dynasor.server.upstreams import NoHealthyUpstream, PooledBackend, Replica, UpstreamPool
+from dynasor.server.upstreams import HealthMonitor, NoHealthyUpstream, PooledBackend, Replica, UpstreamPool
 
 
 class FakeBackend(Backend):
-    def __init__(self, name: str, *, fail: type[Exception] | None = None, seqs: int | None = 4) -> None:
+    def __init__(
+        self, name: str, *, fail: type[Exception] | None = None, seqs: int | None = 4, status: int | None = None
+    ) -> None:
         self.model = name
         self.fail = fail
+        self.status = status
+        self.healthy = True
         self.seen: list[str] = []
         self.seqs = seqs
+
+    async def check_health(self) -> None:
+        if not self.healthy:
+            raise EngineUnavailable(f"{self.model} health check failed")
 
     def capacity(self) -> Capacity | None:
         return None if self.seqs is None else Capacity(self.seqs, 1000)
 
     async def generate(self, request: EngineRequest) -> Completion:
         self.seen.append(request.query_id)
+        if self.fail is EngineUnavailable:
+            raise EngineUnavailable(f"{self.model} is down", status=self.status)
         if self.fail is not None:
             raise self.fail(f"{self.model} is down")
         if request.request.on_text is not None:
@@ -37,9 +49,12 @@ class Clock:
         return self.now
 
 
-def pool_of(*backends: Backend, clock: Clock | None = None) -> UpstreamPool:
+def pool_of(*backends: Backend, clock: Clock | None = None, eject_after: int = 3) -> UpstreamPool:
     return UpstreamPool(
-        [Replica(f"http://r{i}", b) for i, b in enumerate(backends)], retry_s=10.0, clock=clock or Clock()
+        [Replica(f"http://r{i}", b) for i, b in enumerate(backends)],
+        retry_s=10.0,
+        eject_after=eject_after,
+        clock=clock or Clock(),
     )
 
 
@@ -116,3 +131,87 @@ async def test_taps_see_text_of_the_tapped_query_only():
 def test_capacity_sums_known_replicas():
     assert PooledBackend(pool_of(FakeBackend("a"), FakeBackend("b"))).capacity() == Capacity(8, 2000)
     assert PooledBackend(pool_of(FakeBackend("a"), FakeBackend("b", seqs=None))).capacity() is None
+
+
+async def test_a_replica_answering_errors_is_taken_out_only_after_repeated_failures():
+    clock = Clock()
+    bad, good = FakeBackend("a", fail=EngineUnavailable, status=500), FakeBackend("b")
+    backend = PooledBackend(pool_of(bad, good, clock=clock, eject_after=3))
+    pool = backend.pool
+    for i in range(2):
+        pool.bind(f"q{i}")  # r0 is least loaded for the first
+        pool.release(f"q{i}")
+        completion = await backend.generate(req(f"q{i}"))
+        assert completion.text == "text from b"  # moved over for this query
+        assert pool.replicas[0].up(clock.now), "taken out after a single failure"
+    pool.replicas[1].queries += 10  # make r0 the least loaded again
+    await backend.generate(req("q3"))
+    assert not pool.replicas[0].up(clock.now)
+    assert pool.replicas[0].down_reason == "failing" and pool.replicas[0].failures == 3
+
+
+async def test_the_last_replica_is_never_taken_out_for_answering_errors():
+    clock = Clock()
+    backend = PooledBackend(pool_of(FakeBackend("a", fail=EngineUnavailable, status=500), clock=clock, eject_after=1))
+    for i in range(5):
+        with pytest.raises(EngineUnavailable, match="a is down"):
+            await backend.generate(req(f"q{i}"))
+    replica = backend.pool.replicas[0]
+    assert replica.up(clock.now) and replica.failures == 5
+    assert backend.pool.pick() is replica  # still serving other clients
+
+
+async def test_probes_take_an_unreachable_replica_out_and_bring_it_back():
+    clock = Clock()
+    a, b = FakeBackend("a"), FakeBackend("b")
+    pool = pool_of(a, b, clock=clock)
+    monitor = HealthMonitor(pool, interval_s=1.0)
+    a.healthy = False
+    await monitor.probe_all()
+    assert [r.up(clock.now) for r in pool.replicas] == [False, True]
+    assert pool.replicas[0].last_error == "a health check failed"
+    a.healthy = True
+    await monitor.probe_all()  # back at once, not after retry_s
+    assert [r.up(clock.now) for r in pool.replicas] == [True, True]
+
+
+async def test_a_probe_does_not_end_a_pause_for_failing():
+    clock = Clock()
+    pool = pool_of(FakeBackend("a"), FakeBackend("b"), clock=clock, eject_after=1)
+    assert pool.mark_failed(pool.replicas[0], "HTTP 500")
+    await HealthMonitor(pool, interval_s=1.0).probe_all()  # /health is fine, requests are not
+    assert not pool.replicas[0].up(clock.now)
+    clock.now = 10.0
+    assert pool.replicas[0].up(clock.now)
+
+
+async def test_monitor_probes_in_the_background_until_closed():
+    a = FakeBackend("a")
+    pool = pool_of(a)
+    monitor = HealthMonitor(pool, interval_s=0.01)
+    async with monitor.running():
+        assert monitor.probes == 1  # one round before serving starts
+        a.healthy = False
+        for _ in range(200):
+            if not pool.replicas[0].up(pool.clock()):
+                break
+            await asyncio.sleep(0.01)
+        assert not pool.replicas[0].up(pool.clock())
+    rounds = monitor.probes
+    await asyncio.sleep(0.05)
+    assert monitor.probes == rounds  # stopped with the block
+
+
+async def test_logprobs_are_asked_for_the_queries_that_need_them():
+    seen: list[int | None] = []
+
+    class Recording(FakeBackend):
+        async def generate(self, request: EngineRequest) -> Completion:
+            seen.append(request.request.logprobs)
+            return await super().generate(request)
+
+    backend = PooledBackend(pool_of(Recording("a")))
+    backend.logprobs["q1"] = 0
+    await backend.generate(req("q1"))
+    await backend.generate(req("q2"))
+    assert seen == [0, None]

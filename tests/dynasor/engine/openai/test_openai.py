@@ -437,3 +437,62 @@ async def test_meter_follows_continuous_usage() -> None:
         assert b.build_body(r)[1]["stream_options"]["continuous_usage_stats"] is True
         c = await b.generate(r)
     assert (r.meter.prompt_tokens, r.meter.completion_tokens) == (4, 3) == (c.prompt_tokens, c.completion_tokens)
+
+
+# -- malformed upstream answers -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (b"data: [1, 2]\n\n", "a JSON list, not an object"),
+        (b"data: {not json\n\n", "not JSON"),
+        (b'data: "text"\n\n', "a JSON str"),
+        (b'data: {"choices": {"0": 1}}\n\n', "choices is not a list"),
+        (b'data: {"choices": [7]}\n\n', "a choice is not an object"),
+        (b'data: {"choices": [{"index": 0, "delta": "x"}]}\n\n', "delta is not an object"),
+        (b'data: {"choices": [{"index": 0, "text": 5}]}\n\n', "the text is not a string"),
+        (b'data: {"choices": [], "usage": {"completion_tokens": "many"}}\n\n', "usage.completion_tokens"),
+        (
+            b'data: {"choices":[{"index":0,"text":"a","logprobs":{"tokens":["a"],"token_logprobs":["x"]}}]}\n\n',
+            "malformed",
+        ),
+        (b'{"id": "cmpl-1", "choices": [{"text": "not streamed"}]}', "answered no completion events"),
+        (b"<html>gateway</html>", "answered no completion events"),
+    ],
+)
+async def test_malformed_stream_is_an_engine_error_naming_what_arrived(body: bytes, match: str) -> None:
+    async with backend(lambda r: httpx.Response(200, content=body)) as b:
+        with pytest.raises(EngineError, match=match) as info:
+            await b.generate(req())
+    assert not isinstance(info.value, EngineUnavailable)  # an upstream fault, not worth a retry
+
+
+@pytest.mark.parametrize("answer", [[1, 2], {"data": "none"}, {"data": [{"name": "x"}]}, "models"])
+async def test_models_of_another_shape_are_an_engine_error(answer: Any) -> None:
+    async with OpenAIBackend(
+        "http://engine", transport=httpx.MockTransport(lambda r: httpx.Response(200, json=answer))
+    ) as b:
+        with pytest.raises(EngineError, match="unexpected shape"):
+            await b.models()
+
+
+async def test_health_check_asks_health_then_models() -> None:
+    seen: list[str] = []
+
+    def handler(r: httpx.Request) -> httpx.Response:
+        seen.append(r.url.path)
+        if r.url.path == "/health":
+            return httpx.Response(404)
+        return httpx.Response(200, json={"data": []})
+
+    async with backend(handler) as b:
+        await b.check_health()
+    assert seen == ["/health", "/v1/models"]
+
+    async with backend(lambda r: httpx.Response(503)) as b:
+        with pytest.raises(EngineUnavailable, match="503"):
+            await b.check_health()
+    async with backend(refuse) as b:
+        with pytest.raises(EngineUnavailable, match="ConnectError"):
+            await b.check_health()
