@@ -8,7 +8,15 @@ search), or synthetic difficulty models (:class:`SyntheticSource` and its reason
 Every figure produced on it is labelled simulated.
 """
 
-from dynasor.engine.sim._engine import CostProfile, SimBackend, SimEngine, SimSequence, load_profile, profile_names
+from dynasor.engine.sim._engine import (
+    CostProfile,
+    SimBackend,
+    SimEngine,
+    SimSequence,
+    load_profile,
+    profile_names,
+    prompt_blocks,
+)
 from dynasor.engine.sim._reasoning import (
     ReplayChainSource,
     ReplayStepSource,
@@ -44,5 +52,6 @@ __all__ = [
     "continued_text",
     "load_profile",
     "profile_names",
+    "prompt_blocks",
     "query_rng",
 ]

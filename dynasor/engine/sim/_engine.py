@@ -12,6 +12,14 @@ sequence is preempted (recomputed later, as vLLM v1 does), and a waiting sequenc
 strictly better priority preempts the worst running one. Aborting a sequence frees it at
 once: it generates no further token.
 
+Automatic prefix caching (on by default, as in vLLM): a prompt's full KV blocks
+(``block_size`` tokens, keyed by a hash chain over the prompt) are shared by every sequence
+that holds them, so the samples of one query store their common prompt once and only the
+first prefills it; a block no sequence holds stays cached, evicted least recently used when
+the memory is needed. At least one prompt token is always computed, and generated tokens
+are not shared (a preempted sequence recomputes them). Attention still reads each
+sequence's whole context: sharing saves memory and prefill, not decode time.
+
 Instead of stepping every iteration, the engine plans a *segment*: the iterations until the
 next sequence finishes or the KV cache fills. With ``b`` sequences and ``C`` context tokens
 the ``i``-th iteration of a segment costs ``A + B*i`` (``B = step_per_context_token_s * b``, the
@@ -28,16 +36,20 @@ import heapq
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
-from algorithms.protocol import Completion
+from algorithms.protocol import Completion, GenerateRequest
 from certaindex import approx_tokens
 from dynasor.engine.base import Backend, Capacity, EngineRequest, prompt_text
 from dynasor.engine.sim._sources import Source, SyntheticSource
 
-__all__ = ["CostProfile", "SimBackend", "SimEngine", "SimSequence", "load_profile", "profile_names"]
+__all__ = ["CostProfile", "SimBackend", "SimEngine", "SimSequence", "load_profile", "profile_names", "prompt_blocks"]
+
+# Characters per token where a prompt's text is cut into KV blocks (the engine never sees tokens).
+_CHARS_PER_TOKEN = 4
 
 # Tolerance when matching elapsed time to iteration boundaries: above looptime's 1 us clock
 # resolution, far below any step time.
@@ -55,6 +67,8 @@ class CostProfile:
     prefill_per_token_s: float
     max_num_seqs: int
     kv_tokens: int
+    block_size: int = 16
+    """Tokens per KV-cache block, the unit of prefix sharing (vLLM: 16 on GPUs, 128 on CPUs)."""
     description: str = ""
     source: str = ""
 
@@ -66,8 +80,8 @@ class CostProfile:
             raise ValueError(
                 f"cost profile {self.name!r}: an iteration must take time (step_base_s + step_per_seq_s > 0)"
             )
-        if self.max_num_seqs < 1 or self.kv_tokens < 1:
-            raise ValueError(f"cost profile {self.name!r}: max_num_seqs and kv_tokens must be >= 1")
+        if self.max_num_seqs < 1 or self.kv_tokens < 1 or self.block_size < 1:
+            raise ValueError(f"cost profile {self.name!r}: max_num_seqs, kv_tokens and block_size must be >= 1")
 
     def step_time(self, running: int, context_tokens: int, prefill_tokens: int = 0) -> float:
         """Seconds one iteration takes."""
@@ -104,6 +118,22 @@ def load_profile(name_or_path: str | Path) -> CostProfile:
     return CostProfile(name=name, **{k: v for k, v in entry.items() if k in known})
 
 
+def prompt_blocks(text: str, prompt_tokens: int, block_size: int) -> tuple[int, ...]:
+    """Hashes of a prompt's full KV blocks: block ``i`` covers its ``i``-th ``block_size`` tokens.
+
+    Each hash chains the one before it, as vLLM's do, so two prompts share exactly the blocks of
+    their common prefix. Tokens are taken as ``4`` characters of text each.
+    """
+    width = block_size * _CHARS_PER_TOKEN
+    count = min(prompt_tokens // block_size, len(text) // width)
+    hashes: list[int] = []
+    previous = 0
+    for i in range(count):
+        previous = hash((previous, text[i * width : (i + 1) * width]))
+        hashes.append(previous)
+    return tuple(hashes)
+
+
 @dataclass(eq=False)
 class SimSequence:
     """One request inside the simulated engine."""
@@ -113,6 +143,8 @@ class SimSequence:
     prompt_tokens: int
     target_tokens: int
     """Tokens it will generate before it stops (its natural length capped by max_tokens)."""
+    blocks: tuple[int, ...] = ()
+    """Hashes of its prompt's full KV blocks, in order (shared with sequences that hold them)."""
     generated: int = 0
     """Tokens generated before its current admission (kept across preemption)."""
     admitted_at: int = -1
@@ -121,6 +153,10 @@ class SimSequence:
     """Engine iteration it will finish at if it keeps running."""
     preemptions: int = 0
     aborted: bool = False
+    prefilled: int = 0
+    """Tokens its current admission prefills (prompt not found in the cache, plus recomputed output)."""
+    private: int = 0
+    """KV tokens it holds alone (prompt past its shared blocks, and its output)."""
     done: asyncio.Future[int] | None = field(default=None, repr=False)
 
     @property
@@ -131,10 +167,19 @@ class SimSequence:
 class SimEngine:
     """The simulated engine. :meth:`run` one sequence at a time from as many tasks as you like."""
 
-    def __init__(self, profile: CostProfile, *, max_num_seqs: int | None = None, kv_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        profile: CostProfile,
+        *,
+        max_num_seqs: int | None = None,
+        kv_tokens: int | None = None,
+        prefix_caching: bool = True,
+    ) -> None:
         self.profile = profile
         self.max_num_seqs = max_num_seqs or profile.max_num_seqs
         self.kv_tokens = kv_tokens or profile.kv_tokens
+        self.block_size = profile.block_size
+        self.prefix_caching = prefix_caching
         self._ids = itertools.count()
         self._waiting: list[tuple[tuple[int, int], SimSequence]] = []
         self._running: dict[int, SimSequence] = {}
@@ -144,7 +189,13 @@ class SimEngine:
         self._finish: list[tuple[int, int, SimSequence]] = []
         self.iteration = 0
         self._context = 0
-        """Prompt + generated tokens of the running sequences (= KV cache in use)."""
+        """Prompt + generated tokens of the running sequences (what attention reads)."""
+        self._kv_used = 0
+        """KV-cache tokens held by running sequences: shared blocks once, plus private tokens."""
+        self._block_refs: dict[int, int] = {}
+        """Cached prompt blocks by hash: how many running sequences hold each (0: evictable)."""
+        self._evictable: dict[int, None] = {}
+        """Cached blocks no running sequence holds, least recently used first."""
         self._prefill = 0
         """Prompt tokens admitted since the last committed iteration."""
         self._segment_start = 0.0
@@ -154,6 +205,8 @@ class SimEngine:
         # Counters for tests, metrics and benchmarks.
         self.tokens_generated = 0
         self.prompt_tokens_prefilled = 0
+        self.prefix_hit_tokens = 0
+        """Prompt tokens found in the prefix cache at admission (not prefilled)."""
         self.iterations_run = 0
         self.busy_time = 0.0
         self.preemptions = 0
@@ -168,12 +221,12 @@ class SimEngine:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    async def run(self, prompt_tokens: int, target_tokens: int, priority: int = 0) -> int:
+    async def run(self, prompt_tokens: int, target_tokens: int, priority: int = 0, blocks: Sequence[int] = ()) -> int:
         """Queue a sequence and wait until it has generated ``target_tokens`` tokens.
 
         Returns the tokens generated. Cancelling the caller aborts the sequence.
         """
-        seq = self.submit(prompt_tokens, target_tokens, priority)
+        seq = self.submit(prompt_tokens, target_tokens, priority, blocks)
         assert seq.done is not None
         try:
             return await seq.done
@@ -181,12 +234,20 @@ class SimEngine:
             if not seq.done.done() or seq.done.cancelled():
                 self.abort(seq)
 
-    def submit(self, prompt_tokens: int, target_tokens: int, priority: int = 0) -> SimSequence:
-        """Queue a sequence; await ``seq.done`` for its generated-token count."""
+    def submit(
+        self, prompt_tokens: int, target_tokens: int, priority: int = 0, blocks: Sequence[int] = ()
+    ) -> SimSequence:
+        """Queue a sequence; await ``seq.done`` for its generated-token count.
+
+        ``blocks`` are the hashes of the prompt's full KV blocks (:func:`prompt_blocks`); with
+        prefix caching on, blocks another sequence computed are shared, not prefilled again.
+        """
         if target_tokens < 1:
             raise ValueError(f"target_tokens must be >= 1, got {target_tokens}")
         loop = asyncio.get_running_loop()
-        seq = SimSequence(next(self._ids), priority, max(prompt_tokens, 1), target_tokens)
+        prompt_tokens = max(prompt_tokens, 1)
+        shared = tuple(blocks)[: prompt_tokens // self.block_size] if self.prefix_caching else ()
+        seq = SimSequence(next(self._ids), priority, prompt_tokens, target_tokens, shared)
         seq.done = loop.create_future()
         heapq.heappush(self._waiting, (seq.order, seq))
         self._ensure_loop()
@@ -270,7 +331,7 @@ class SimEngine:
     def _plan(self) -> int:
         """Iterations until the next event: a sequence finishes or the KV cache fills."""
         until_finish = self._next_finish() - self.iteration
-        until_full = (self.kv_tokens - self._context) // len(self._running)
+        until_full = (self.kv_tokens - self._kv_used) // len(self._running)
         return max(1, min(until_finish, until_full))
 
     def _coefficients(self) -> tuple[float, float, float]:
@@ -312,6 +373,8 @@ class SimEngine:
         b = len(self._running)
         self.iteration += done
         self._context += b * done
+        self._kv_used += b * done
+        self._trim_cache()
         self.tokens_generated += b * done
         self.prompt_tokens_prefilled += self._prefill
         self._prefill = 0
@@ -328,16 +391,16 @@ class SimEngine:
 
     def _admit(self) -> None:
         # The next iteration needs one KV slot per running sequence: make room first.
-        while len(self._running) > 1 and self._context + len(self._running) > self.kv_tokens:
+        while len(self._running) > 1 and self._kv_used + len(self._running) > self.kv_tokens:
             self._preempt(self._worst_running())
         while self._waiting:
             _, seq = self._waiting[0]
             if seq.aborted:
                 heapq.heappop(self._waiting)
                 continue
-            # Its context plus, in the next iteration, one KV slot for every running sequence.
-            need = seq.prompt_tokens + seq.generated + 1 + len(self._running)
-            if len(self._running) < self.max_num_seqs and self._context + need <= self.kv_tokens:
+            # What it adds to the cache plus, in the next iteration, one KV slot for every running sequence.
+            need = self._kv_needed(seq) + 1 + len(self._running)
+            if len(self._running) < self.max_num_seqs and self._kv_used + need <= self.kv_tokens:
                 heapq.heappop(self._waiting)
                 self._start(seq)
                 continue
@@ -351,24 +414,67 @@ class SimEngine:
                 continue
             break
 
+    def _cached_prefix(self, seq: SimSequence) -> int:
+        """How many of ``seq``'s leading prompt blocks are in the cache."""
+        hits = 0
+        for block in seq.blocks:
+            if block not in self._block_refs:
+                break
+            hits += 1
+        return hits
+
+    def _kv_needed(self, seq: SimSequence) -> int:
+        """KV tokens admitting ``seq`` would take from the free memory (evictable blocks count as free)."""
+        hits = self._cached_prefix(seq)
+        reclaimed = sum(1 for block in seq.blocks[:hits] if self._block_refs[block] == 0)
+        shared = len(seq.blocks) * self.block_size
+        return (len(seq.blocks) - hits + reclaimed) * self.block_size + seq.prompt_tokens - shared + seq.generated
+
     def _start(self, seq: SimSequence) -> None:
         # A sequence admitted mid-segment joins at the last committed iteration boundary.
         seq.admitted_at = self.iteration
         seq.finish_at = self.iteration + seq.target_tokens - seq.generated
         self._running[seq.id] = seq
         heapq.heappush(self._victims, (-seq.priority, -seq.id, seq))
-        tokens = seq.prompt_tokens + seq.generated
-        self._context += tokens
-        self._prefill += tokens
+        hits = self._cached_prefix(seq)
+        for block in seq.blocks:
+            refs = self._block_refs.get(block, 0)
+            if refs == 0:
+                self._evictable.pop(block, None)
+                self._kv_used += self.block_size
+            self._block_refs[block] = refs + 1
+        # At least one prompt token is computed, even when the whole prompt is cached.
+        cached = min(hits * self.block_size, seq.prompt_tokens - 1)
+        self.prefix_hit_tokens += cached
+        seq.private = seq.prompt_tokens - len(seq.blocks) * self.block_size + seq.generated
+        seq.prefilled = seq.prompt_tokens - cached + seq.generated
+        self._kv_used += seq.private
+        self._context += seq.prompt_tokens + seq.generated
+        self._prefill += seq.prefilled
+        self._trim_cache()
         heapq.heappush(self._finish, (seq.finish_at, seq.id, seq))
+
+    def _trim_cache(self) -> None:
+        """Evict least recently used unheld blocks while the cache holds more than its size."""
+        while self._evictable and self._kv_used + len(self._evictable) * self.block_size > self.kv_tokens:
+            block = next(iter(self._evictable))
+            del self._evictable[block], self._block_refs[block]
 
     def _evict(self, seq: SimSequence) -> None:
         """Take a running sequence out, keeping what it generated."""
         if seq.admitted_at == self.iteration:
             # No iteration committed since it was admitted: its prefill never ran, charge none.
-            self._prefill -= seq.prompt_tokens + seq.generated
-        seq.generated += self.iteration - seq.admitted_at
+            self._prefill -= seq.prefilled
+        made = self.iteration - seq.admitted_at
+        seq.generated += made
         self._context -= seq.prompt_tokens + seq.generated
+        self._kv_used -= seq.private + made
+        for block in seq.blocks:
+            refs = self._block_refs[block] - 1
+            self._block_refs[block] = refs
+            if refs == 0:
+                self._kv_used -= self.block_size
+                self._evictable[block] = None
         seq.admitted_at = -1
         del self._running[seq.id]
         if len(self._victims) > 4 * len(self._running) + 64:  # drop stale entries now and then
@@ -397,7 +503,8 @@ class SimBackend(Backend):
 
     Text arrives in one piece when the request finishes (``on_text`` is called once).
     Stop strings cut the drafted text at their first occurrence; ``max_tokens`` truncates
-    it in proportion (``finish_reason="length"``).
+    it in proportion (``finish_reason="length"``). Prompts share KV blocks through the
+    engine's prefix cache unless ``prefix_caching`` is off.
     """
 
     def __init__(
@@ -408,12 +515,16 @@ class SimBackend(Backend):
         seed: int = 0,
         max_num_seqs: int | None = None,
         kv_tokens: int | None = None,
+        prefix_caching: bool = True,
         model: str = "dynasor-sim",
     ) -> None:
         self.profile = profile if isinstance(profile, CostProfile) else load_profile(profile)
-        self.engine = SimEngine(self.profile, max_num_seqs=max_num_seqs, kv_tokens=kv_tokens)
+        self.engine = SimEngine(
+            self.profile, max_num_seqs=max_num_seqs, kv_tokens=kv_tokens, prefix_caching=prefix_caching
+        )
         self.source = source if source is not None else SyntheticSource(seed=seed)
         self.model = model
+        self._blocks: dict[tuple[str, int], tuple[int, ...]] = {}
 
     def capacity(self) -> Capacity:
         return Capacity(max_seqs=self.engine.max_num_seqs, max_kv_tokens=self.engine.kv_tokens)
@@ -433,7 +544,7 @@ class SimBackend(Backend):
             tokens, finish = params.max_tokens, "length"
         prompt_tokens = draft.prompt_tokens or max(approx_tokens(prompt_text(params.prompt)), 1)
         request.meter.prompt_tokens = prompt_tokens
-        seq = self.engine.submit(prompt_tokens, tokens, request.priority)
+        seq = self.engine.submit(prompt_tokens, tokens, request.priority, self._prompt_blocks(params, prompt_tokens))
         assert seq.done is not None
         try:
             generated = await seq.done
@@ -450,6 +561,18 @@ class SimBackend(Backend):
             finish_reason=finish,  # type: ignore[arg-type]
             meta=draft.meta,
         )
+
+    def _prompt_blocks(self, params: GenerateRequest, prompt_tokens: int) -> tuple[int, ...]:
+        if not self.engine.prefix_caching:
+            return ()
+        text = prompt_text(params.prompt)
+        key = (text, prompt_tokens)
+        blocks = self._blocks.get(key)
+        if blocks is None:
+            if len(self._blocks) > 4096:  # the samples of a query arrive close together
+                self._blocks.clear()
+            blocks = self._blocks[key] = prompt_blocks(text, prompt_tokens, self.engine.block_size)
+        return blocks
 
     async def aclose(self) -> None:
         await self.engine.aclose()

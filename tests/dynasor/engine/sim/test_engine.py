@@ -18,6 +18,7 @@ from dynasor.engine.sim import (
     SyntheticSource,
     load_profile,
     profile_names,
+    prompt_blocks,
 )
 
 PROFILE = CostProfile(
@@ -235,3 +236,64 @@ def test_profiles_must_cost_time() -> None:
         CostProfile("free", 0.0, 0.0, 0.0, 0.0, max_num_seqs=1, kv_tokens=10)
     with pytest.raises(ValueError, match=">= 0"):
         CostProfile("neg", 0.01, -1.0, 0.0, 0.0, max_num_seqs=1, kv_tokens=10)
+
+
+def test_samples_of_one_prompt_share_its_cached_blocks() -> None:
+    # Block size 16: a 100-token prompt has 6 full blocks (96 tokens) that can be shared.
+    blocks = prompt_blocks("w" * 400, 100, 16)
+    assert len(blocks) == 6 and blocks == prompt_blocks("w" * 400 + "tail", 100, 16)
+    assert prompt_blocks("v" + "w" * 399, 100, 16)[0] != blocks[0]
+
+    async def main(caching: bool) -> tuple[int, int, int]:
+        engine = SimEngine(PROFILE, prefix_caching=caching)
+        first = engine.submit(100, 10, blocks=blocks)
+        await first.done  # type: ignore[misc]
+        # Its blocks stay cached after it finished: the next samples find them.
+        rest = [engine.submit(100, 10, blocks=blocks) for _ in range(3)]
+        await asyncio.gather(*(s.done for s in rest))  # type: ignore[misc]
+        await engine.aclose()
+        return engine.prompt_tokens_prefilled, engine.prefix_hit_tokens, engine.tokens_generated
+
+    assert run(main(True)) == (100 + 3 * 4, 3 * 96, 40)
+    assert run(main(False)) == (400, 0, 40)
+
+
+def test_shared_blocks_are_stored_once_so_more_samples_fit() -> None:
+    # 4 sequences of a 96-token prompt (6 blocks) and 20 new tokens: 4 x 116 = 464 tokens without
+    # sharing, 96 + 4 x 20 = 176 with it; the cache holds 300.
+    profile = CostProfile("kv", 0.01, 0.0, 0.0, 0.0, max_num_seqs=8, kv_tokens=300)
+    blocks = prompt_blocks("p" * 400, 96, 16)
+
+    async def main(caching: bool) -> tuple[int, int]:
+        engine = SimEngine(profile, prefix_caching=caching)
+        seqs = [engine.submit(96, 20, blocks=blocks) for _ in range(4)]
+        await asyncio.gather(*(s.done for s in seqs))  # type: ignore[misc]
+        await engine.aclose()
+        return engine.iterations_run, engine.preemptions
+
+    assert run(main(True)) == (20, 0)  # all four decode side by side
+    iterations, _ = run(main(False))
+    assert iterations > 20
+
+
+def test_unheld_cached_blocks_are_evicted_least_recently_used_first() -> None:
+    profile = CostProfile("kv", 0.01, 0.0, 0.0, 0.0, max_num_seqs=8, kv_tokens=200, block_size=16)
+    a, b = prompt_blocks("a" * 400, 96, 16), prompt_blocks("b" * 400, 96, 16)
+
+    async def main() -> list[int]:
+        engine = SimEngine(profile)
+        hits = []
+        for blocks in (a, b, a, b):  # 96-token prompts, 2 tokens each: both prompts fit the cache
+            before = engine.prefix_hit_tokens
+            await engine.run(96, 2, blocks=blocks)
+            hits.append(engine.prefix_hit_tokens - before)
+        # A 48-token prompt making 40 tokens needs memory: the least recently used prompt (a) goes.
+        await engine.run(48, 40, blocks=prompt_blocks("c" * 200, 48, 16))
+        for blocks in (b, a):
+            before = engine.prefix_hit_tokens
+            await engine.run(96, 2, blocks=blocks)
+            hits.append(engine.prefix_hit_tokens - before)
+        await engine.aclose()
+        return hits
+
+    assert run(main()) == [0, 0, 95, 95, 95, 0]
