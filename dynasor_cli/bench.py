@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dynasor.sched import POLICIES
-from dynasor_cli._options import DEFAULT_POLICY, key_values, policy_specs
+from dynasor_cli._options import key_values, policy_specs
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -48,10 +48,20 @@ def bench(
         str | None, typer.Option(help="Base URL of a live OpenAI-compatible engine (real time)")
     ] = None,
     model: Annotated[str | None, typer.Option(help="Served model name on the live engine")] = None,
-    max_seqs: Annotated[int | None, typer.Option(help="Sequences kept in flight (default: engine's; 16 live)")] = None,
+    max_seqs: Annotated[
+        int | None,
+        typer.Option(help="Sequences the scheduler keeps in flight (default: the engine's limit; 16 live)"),
+    ] = None,
+    prefix_caching: Annotated[
+        bool, typer.Option(help="Automatic prefix caching in the simulated engine (on, as in vLLM)")
+    ] = True,
     early_exit: Annotated[
-        str, typer.Option(help="Who gets Certaindex early exit: policies by name (default: dynasor only), all, none")
-    ] = DEFAULT_POLICY,
+        str,
+        typer.Option(
+            help="Who gets Certaindex early exit: both (every policy with and without: the ablation), "
+            "all, none, or policies by name"
+        ),
+    ] = "both",
     allocator: Annotated[Path | None, typer.Option(help="Allocator config (YAML/JSON) for early exit")] = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", help="Algorithm knob override KEY=VALUE (repeatable)")
@@ -99,6 +109,7 @@ def bench(
             upstream=upstream,
             model=model,
             max_seqs=max_seqs,
+            prefix_caching=prefix_caching,
             early_exit=early_exit,
             allocator=allocator,
             params=params,
@@ -123,10 +134,13 @@ def bench(
 
 
 def _check_early_exit(who: str) -> None:
+    from eval.bench import EARLY_EXIT_CHOICES
+
     names = {name.strip() for name in who.split(",") if name.strip()}
-    if who not in ("all", "none") and (not names or not names <= set(POLICIES)):
+    if who not in EARLY_EXIT_CHOICES and (not names or not names <= set(POLICIES)):
         raise typer.BadParameter(
-            f"choose all, none, or policies by name ({', '.join(POLICIES)})", param_hint="--early-exit"
+            f"choose {', '.join(EARLY_EXIT_CHOICES)}, or policies by name ({', '.join(POLICIES)})",
+            param_hint="--early-exit",
         )
 
 
@@ -151,6 +165,7 @@ def _run_config(
     upstream: str | None,
     model: str | None,
     max_seqs: int | None,
+    prefix_caching: bool,
     early_exit: str,
     allocator: Path | None,
     params: dict[str, object],
@@ -176,6 +191,7 @@ def _run_config(
         upstream=upstream,
         model=model,
         max_seqs=max_seqs,
+        prefix_caching=prefix_caching,
         early_exit=early_exit,
         allocator=AllocatorConfig.load(allocator) if allocator else None,
         params=params,
@@ -199,17 +215,26 @@ def _print_results(result: BenchResult, out: Path, plots: bool) -> None:
     """Write the results file (and plots) and print the table and the headline."""
     from rich.table import Table
 
-    from eval.bench import headline, plot, summary_rows, write_json
+    from eval.bench import ablation_rows, headline, plot, summary_rows, write_json
 
     console = _console()
     path = write_json(result, out / "results.json")
-    rows = summary_rows(result)
-    table = Table(title=f"dynasor bench: {result.label}")
-    for column in rows[0] if rows else []:
-        table.add_column(column, justify="left" if column == "policy" else "right")
-    for row in rows:
-        table.add_row(*row.values())
-    console.print(table)
+
+    def show(title: str, rows: list[dict[str, str]]) -> None:
+        table = Table(title=title)
+        for column in rows[0] if rows else []:
+            table.add_column(column, justify="left" if column in ("arm", "policy") else "right")
+        for row in rows:
+            table.add_row(*row.values())
+        console.print(table)
+
+    show(f"dynasor bench: {result.label}", summary_rows(result))
+    for scale in result.meta["search_slo_scales"]:
+        show(
+            f"sustainable rate (queries/s at {result.meta['target_attainment']:.0%} attainment), "
+            f"SLO scale {scale:g}: {result.label}",
+            ablation_rows(result, scale),
+        )
     for line in headline(result):
         console.print(line, highlight=False, markup=False)
     written = plot(result, out) if plots else []

@@ -14,18 +14,28 @@ from eval.bench._arrivals import (
     make_arrivals,
     read_timestamps,
 )
-from eval.bench._bench import BenchResult, PointRecord, run_bench
+from eval.bench._bench import BenchResult, Comparison, PointRecord, run_bench
 from eval.bench._metrics import PointMetrics, QueryOutcome, summarize
-from eval.bench._report import headline, plot, summary_rows, write_json
-from eval.bench._runner import PointRun, PointSpec, RunConfig, run_point, run_points
+from eval.bench._report import ablation_rows, headline, plot, summary_rows, write_json
+from eval.bench._runner import (
+    EARLY_EXIT_CHOICES,
+    PointRun,
+    PointSpec,
+    RunConfig,
+    arm_label,
+    run_point,
+    run_points,
+)
 from eval.bench._search import RateSearch, find_sustainable_rate
 from eval.bench._workloads import PRESETS, WORKLOADS, Preset, Workload, WorkloadQuery, load_workload
 
 __all__ = [
+    "EARLY_EXIT_CHOICES",
     "PRESETS",
     "WORKLOADS",
     "Arrivals",
     "BenchResult",
+    "Comparison",
     "GammaArrivals",
     "PointMetrics",
     "PointRecord",
@@ -39,6 +49,8 @@ __all__ = [
     "RunConfig",
     "Workload",
     "WorkloadQuery",
+    "ablation_rows",
+    "arm_label",
     "find_sustainable_rate",
     "headline",
     "load_workload",

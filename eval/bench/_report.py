@@ -8,7 +8,7 @@ from pathlib import Path
 
 from eval.bench._bench import BenchResult
 
-__all__ = ["headline", "plot", "summary_rows", "write_json"]
+__all__ = ["ablation_rows", "headline", "plot", "summary_rows", "write_json"]
 
 
 def write_json(result: BenchResult, path: str | Path) -> Path:
@@ -23,27 +23,42 @@ def _fmt(value: float | None, spec: str = ".3g") -> str:
 
 
 def headline(result: BenchResult) -> list[str]:
-    """The lines that answer "how much more load does dynasor sustain", labelled."""
+    """The lines that answer "how much more load does dynasor sustain, and why", labelled."""
     meta = result.meta
-    scales = meta["search_slo_scale"] if meta["search_slo_scale"] is not None else meta["slo_scales"][0]
+    scales = meta["search_slo_scales"] or meta["slo_scales"][:1]
     lines = [
         f"{result.label}: workload {meta['workload']}, {meta['arrivals']} arrivals, "
-        f"{meta['duration_s']:g} s of traffic per run, seed {meta['seed']}, SLO scale {scales:g}"
+        f"{meta['duration_s']:g} s of traffic per run, seed {meta['seed']}, "
+        f"SLO scale{'s' if len(scales) > 1 else ''} {', '.join(f'{x:g}' for x in scales)}"
     ]
-    if not result.searches:
-        return lines
-    rates = ", ".join(
-        f"{p} {_fmt(s.rate)}" + ("" if s.failing is not None else " (never failed)") for p, s in result.searches.items()
-    )
-    lines.append(f"sustainable rate at {meta['target_attainment']:.0%} attainment (queries/s): {rates}")
-    ratios = result.ratios()
-    if ratios:
-        lines.append(
-            "ratio of sustainable rates: "
-            + ", ".join(f"{k} = {_fmt(v, '.2f')}x" for k, v in ratios.items())
-            + f" [{result.label}]"
+    lines += [f"budget: {note}" for note in meta.get("budget_notes", [])]
+    for scale in meta["search_slo_scales"]:
+        rates = ", ".join(
+            f"{arm} {_fmt(per_scale[scale].rate)}" + ("" if per_scale[scale].failing is not None else " (never failed)")
+            for arm, per_scale in result.searches.items()
+            if scale in per_scale
         )
+        lines.append(
+            f"SLO scale {scale:g}: sustainable rate at {meta['target_attainment']:.0%} attainment (queries/s): {rates}"
+        )
+        by_kind: dict[str, list[str]] = defaultdict(list)
+        for c in result.comparisons(scale):
+            by_kind[c.kind].append(f"{c.key} = {_fmt(c.ratio, '.2f')}x")
+        for kind, items in by_kind.items():
+            lines.append(f"SLO scale {scale:g}, {kind}: " + ", ".join(items) + f" [{result.label}]")
     return lines
+
+
+def ablation_rows(result: BenchResult, slo_scale: float) -> list[dict[str, str]]:
+    """The 2x2 ablation at one SLO scale: per policy, its sustainable rate without and with early exit."""
+    rows = []
+    for policy in result.meta["policies"]:
+        row = {"policy": policy}
+        for early, column in ((False, "no early exit"), (True, "early exit")):
+            arm = f"{policy}+exit" if early else policy
+            row[column] = _fmt(result.sustainable(arm, slo_scale)) if arm in result.searches else "not run"
+        rows.append(row)
+    return rows
 
 
 def summary_rows(result: BenchResult) -> list[dict[str, str]]:
@@ -57,7 +72,7 @@ def summary_rows(result: BenchResult) -> list[dict[str, str]]:
         m = p.metrics
         rows.append(
             {
-                "policy": p.policy,
+                "arm": p.arm,
                 "rate/s": f"{p.rate:g}",
                 "slo": f"{p.slo_scale:g}",
                 "queries": str(m["queries"]),
@@ -76,7 +91,7 @@ def summary_rows(result: BenchResult) -> list[dict[str, str]]:
 def plot(result: BenchResult, folder: str | Path) -> list[Path]:
     """``attainment_vs_rate.png`` (and ``attainment_vs_slo.png`` with several SLO scales).
 
-    Dashed vertical lines mark each policy's sustainable rate (at the search's SLO scale).
+    Dashed vertical lines mark each arm's sustainable rate at that SLO scale.
     """
     import matplotlib
 
@@ -89,20 +104,20 @@ def plot(result: BenchResult, folder: str | Path) -> list[Path]:
     series: dict[tuple[str, float], list[tuple[float, float]]] = defaultdict(list)
     by_rate: dict[tuple[str, float], list[tuple[float, float]]] = defaultdict(list)
     for p in result.points:
-        series[(p.policy, p.slo_scale)].append((p.rate, p.metrics["attainment"]))
+        series[(p.arm, p.slo_scale)].append((p.rate, p.metrics["attainment"]))
         if p.rate in meta["rates"]:
-            by_rate[(p.policy, p.rate)].append((p.slo_scale, p.metrics["attainment"]))
+            by_rate[(p.arm, p.rate)].append((p.slo_scale, p.metrics["attainment"]))
     written = []
     scales = meta["slo_scales"]
     fig, axes = plt.subplots(1, len(scales), figsize=(5 * len(scales), 4), squeeze=False)
     for ax, scale in zip(axes[0], scales, strict=True):
-        for policy in meta["policies"]:
-            pts = sorted(set(series.get((policy, scale), [])))
+        for arm in meta["arms"]:
+            pts = sorted(set(series.get((arm, scale), [])))
             if pts:
-                (line,) = ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=policy)
-                search = result.searches.get(policy)
-                if scale == meta["search_slo_scale"] and search is not None and search.rate is not None:
-                    ax.axvline(search.rate, color=line.get_color(), linestyle="--", linewidth=1)
+                (line,) = ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=arm)
+                rate = result.sustainable(arm, scale) if scale in result.searches.get(arm, {}) else None
+                if rate is not None:
+                    ax.axvline(rate, color=line.get_color(), linestyle="--", linewidth=1)
         ax.axhline(meta["target_attainment"], color="grey", linestyle=":", linewidth=1)
         ax.set_xlim(left=0)
         ax.set_xlabel("arrival rate (queries/s)")
@@ -120,10 +135,10 @@ def plot(result: BenchResult, folder: str | Path) -> list[Path]:
         rates = meta["rates"]
         fig, axes = plt.subplots(1, len(rates), figsize=(5 * len(rates), 4), squeeze=False)
         for ax, rate in zip(axes[0], rates, strict=True):
-            for policy in meta["policies"]:
-                pts = sorted(by_rate.get((policy, rate), []))
+            for arm in meta["arms"]:
+                pts = sorted(by_rate.get((arm, rate), []))
                 if pts:
-                    ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=policy)
+                    ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=arm)
             ax.axhline(meta["target_attainment"], color="grey", linestyle=":", linewidth=1)
             ax.set_xlabel("SLO scale (deadline / base deadline)")
             ax.set_ylabel("deadline attainment")

@@ -7,10 +7,13 @@ times with a deadline of ``slo_scale * base_deadline``; the runtime cuts a query
 deadline for every policy (its best answer so far is kept, and the miss is counted), so
 that no policy spends capacity on queries that have already missed.
 
-Early exit (Certaindex stopping) is a switch of its own, set per policy by name
-(``RunConfig.early_exit``): by default only ``dynasor`` gets the bundled allocator rules, as in
-the paper's comparison of the full system against plain schedulers; ``"all"`` gives it to every
-policy (scheduling alone is compared) and ``"none"`` to none.
+Early exit (Certaindex stopping) is a switch of its own (``RunConfig.early_exit``): by default
+(``"both"``) a benchmark runs every policy with and without it, the 2x2 ablation that separates
+what scheduling and early exit each contribute; ``"all"`` gives it to every policy (scheduling
+alone is compared), ``"none"`` to none, and policy names to those only (``"dynasor"``: the
+paper's comparison of the full system against plain schedulers). Early exit means the stop
+rules everyone else uses (the allocator's bundled defaults, or ``RunConfig.allocator``) plus
+the program's own early exit; without it a program runs its full budget.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from certaindex import canonical_key
@@ -26,17 +29,28 @@ from dynasor import Budget, ConfigError, ExitReason, Query, QueryResult, clock
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.base import Backend, Capacity, Scorer
 from dynasor.runtime import Runtime
-from dynasor.sched import DEFAULT_POLICY, policy_name
+from dynasor.sched import policy_name
 from eval.bench._arrivals import Arrivals, PoissonArrivals
 from eval.bench._metrics import QueryOutcome
 from eval.bench._record import RecordingBackend, merge_traces
 from eval.bench._workloads import Workload, WorkloadQuery
 
-__all__ = ["PointRun", "PointSpec", "RunConfig", "run_point", "run_points"]
+__all__ = ["EARLY_EXIT_CHOICES", "PointRun", "PointSpec", "RunConfig", "arm_label", "run_point", "run_points"]
 
 # Slack when comparing a finish time with its deadline: the runtime's timeout fires at the
 # deadline itself, and a query that finished exactly then did not miss it.
 _DEADLINE_EPS = 1e-6
+
+EARLY_EXIT_CHOICES = ("both", "all", "none")
+"""``RunConfig.early_exit`` values besides policy names: every policy with and without, with, without."""
+
+# Sequences the scheduler keeps in flight on a live engine unless told otherwise.
+_LIVE_MAX_SEQS = 16
+
+
+def arm_label(policy: str, early_exit: bool) -> str:
+    """How an arm (a policy, with or without early exit) is named in results: ``fcfs``, ``dynasor+exit``."""
+    return f"{policy}+exit" if early_exit else policy
 
 
 @dataclass(frozen=True)
@@ -54,9 +68,13 @@ class RunConfig:
     model: str | None = None
     """Served model name on the live engine (None: the first it lists)."""
     max_seqs: int | None = None
-    """Sequences the scheduler keeps in flight (None: the engine's limit, 16 on a live engine)."""
-    early_exit: str = DEFAULT_POLICY
-    """Who gets Certaindex early exit: ``all``, ``none``, or policies by name, comma-separated."""
+    """Sequences the scheduler keeps in flight (None: the engine's own limit; 16 on a live engine).
+    Below the engine's limit, gangs wait in the scheduler, where the policy orders them."""
+    prefix_caching: bool = True
+    """The simulated engine's automatic prefix caching (on, as in vLLM)."""
+    early_exit: str = "both"
+    """Who gets Certaindex early exit: ``both`` (every policy with and without: the ablation),
+    ``all``, ``none``, or policies by name, comma-separated."""
     allocator: AllocatorConfig | None = None
     """Stop rules where early exit applies (None: the bundled defaults)."""
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -70,10 +88,17 @@ class RunConfig:
         return "real engine" if self.upstream else "simulated"
 
     def early_exit_for(self, policy: str) -> bool:
-        """Whether ``policy`` (a name, or a spec with knobs) runs with early exit."""
-        if self.early_exit in ("all", "none"):
-            return self.early_exit == "all"
+        """Whether ``policy`` (a name, or a spec with knobs) runs with early exit; with ``both``
+        a benchmark runs it both ways, and a single point without its own switch runs with it."""
+        if self.early_exit in EARLY_EXIT_CHOICES:
+            return self.early_exit != "none"
         return policy_name(policy) in {name.strip() for name in self.early_exit.split(",")}
+
+    def arms(self, policies: Sequence[str]) -> list[tuple[str, bool]]:
+        """``(policy, early exit)`` pairs a benchmark of ``policies`` runs, in order."""
+        if self.early_exit == "both":
+            return [(policy, early) for policy in policies for early in (False, True)]
+        return [(policy, self.early_exit_for(policy)) for policy in policies]
 
 
 @dataclass(frozen=True)
@@ -81,6 +106,15 @@ class PointSpec:
     policy: str
     rate: float
     slo_scale: float
+    early_exit: bool | None = None
+    """Whether this point runs with early exit (None: as ``RunConfig.early_exit`` says for the policy)."""
+
+    def early_exit_in(self, config: RunConfig) -> bool:
+        return config.early_exit_for(self.policy) if self.early_exit is None else self.early_exit
+
+    @property
+    def arm(self) -> str:
+        return arm_label(self.policy, bool(self.early_exit))
 
 
 @dataclass
@@ -106,15 +140,18 @@ def _backend(config: RunConfig) -> tuple[Backend, Scorer | None, Capacity | None
         from dynasor.engine.openai import OpenAIBackend
 
         backend = OpenAIBackend(config.upstream, config.model, read_timeout=config.request_timeout, seed=config.seed)
-        return backend, None, Capacity(max_seqs=config.max_seqs or 16), None
+        return backend, None, Capacity(max_seqs=config.max_seqs or _LIVE_MAX_SEQS), None
     from dynasor.engine.sim import SimBackend
     from dynasor.scorers import SyntheticScorer
 
     source = config.workload.source(config.seed)
-    sim = SimBackend(config.engine_profile, source, seed=config.seed, max_num_seqs=config.max_seqs)
+    # The engine keeps its profile's limits; the scheduler may keep fewer sequences in flight.
+    sim = SimBackend(config.engine_profile, source, seed=config.seed, prefix_caching=config.prefix_caching)
+    engine = sim.capacity()
+    capacity = None if config.max_seqs is None else replace(engine, max_seqs=config.max_seqs)
     # Reward programs read the simulated reward the source drafted with each completion.
     scorer = SyntheticScorer(seed=config.seed)
-    return sim, scorer, None, source
+    return sim, scorer, capacity, source
 
 
 def _is_correct(answer: str | None, reference: str | None) -> bool | None:
@@ -140,7 +177,7 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
     recorder = None
     if config.record_traces:
         backend = recorder = RecordingBackend(backend)
-    early = config.early_exit_for(spec.policy)
+    early = spec.early_exit_in(config)
     runtime = Runtime(
         backend, policy=spec.policy, allocator=_allocator_for(early, config), capacity=capacity, scorer=scorer
     )
@@ -205,8 +242,12 @@ def _engine_counters(backend: Backend) -> dict[str, float]:
     engine = getattr(backend, "engine", None)
     if engine is None:
         return {}
+    source = getattr(backend, "source", None)
     return {
+        "samples_replayed_twice": float(getattr(source, "replayed_twice", 0)),
         "tokens_generated": float(engine.tokens_generated),
+        "prompt_tokens_prefilled": float(engine.prompt_tokens_prefilled),
+        "prefix_hit_tokens": float(engine.prefix_hit_tokens),
         "busy_time_s": float(engine.busy_time),
         "preemptions": float(engine.preemptions),
     }

@@ -17,6 +17,10 @@ rebase    rebase     GSM8K (200)        300 s          synthetic
 cot       cot        MATH (100)         240 s          synthetic
 ========  =========  =================  =============  ===============================
 
+Honest budgets: a replayed query never asks for more samples than its trace recorded
+(``max_samples`` is capped at the recorded count, and :meth:`Workload.budget_notes` says so),
+so no recorded sample is replayed twice, for any policy.
+
 ``mixed`` draws each query from ``sc-math``, ``mcts`` and ``rebase`` with equal weight.
 A FILE is either a trace file (trace format of the design doc: replayed ``sc`` on its
 questions), or a JSONL of queries ``{"prompt", "algorithm", "params", "reference",
@@ -99,11 +103,11 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "sc-math",
             "sc",
-            {"max_samples": 16, "samples_per_round": 2, "max_tokens": 2048},
+            {"max_samples": 8, "samples_per_round": 2, "max_tokens": 2048},
             240.0,
             "math-qwen25",
             "replay",
-            "Self-consistency on MATH (recorded Qwen2.5-Math samples), 240 s base deadline",
+            "Self-consistency on MATH (the 8 recorded Qwen2.5-Math samples of each question), 240 s base deadline",
         ),
         Preset(
             "sc-math-synthetic",
@@ -242,13 +246,42 @@ class Workload:
         preset = self.presets[rng.randrange(len(self.presets))]
         pool = self.pool(preset)
         prompt = pool[rng.randrange(len(pool))]
-        return WorkloadQuery(
-            id=f"{preset.name}-{index}",
-            preset=preset,
-            prompt=prompt,
-            params={**preset.params, **({} if early_exit else preset.no_early_exit), **(params or {})},
-            algorithm=preset.algorithm,
-        )
+        query_id = f"{preset.name}-{index}"
+        knobs = {**preset.params, **({} if early_exit else preset.no_early_exit), **(params or {})}
+        recorded = self._recorded_samples(query_id, preset, prompt)
+        if recorded is not None and "max_samples" in knobs and int(knobs["max_samples"]) > recorded:
+            knobs["max_samples"] = recorded  # never replay a recorded sample twice
+        return WorkloadQuery(id=query_id, preset=preset, prompt=prompt, params=knobs, algorithm=preset.algorithm)
+
+    def _recorded_samples(self, query_id: str, preset: Preset, prompt: Prompt) -> int | None:
+        """How many samples the query's replayed trace holds (None: its content is not replayed)."""
+        if query_id in self.recorded:
+            return len(self.recorded[query_id].samples)
+        if preset.content == "replay" and prompt.record is not None:
+            return len(prompt.record.samples)
+        return None
+
+    def budget_notes(self, params: Mapping[str, Any] | None = None) -> list[str]:
+        """One line per preset whose ``max_samples`` a replayed trace set caps (empty: none capped)."""
+        notes = []
+        for preset in self.presets:
+            asked = {**preset.params, **(params or {})}.get("max_samples")
+            if asked is None:
+                continue
+            counts = sorted(
+                {len(p.record.samples) for p in self.pool(preset) if p.record is not None}
+                if preset.content == "replay"
+                else set()
+            )
+            if self.recorded:
+                counts = sorted({len(r.samples) for r in self.recorded.values()})
+            if counts and int(asked) > counts[0]:
+                held = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+                notes.append(
+                    f"{preset.name}: max_samples {asked} capped at the {held} samples recorded per question "
+                    "(no recorded sample is replayed twice)"
+                )
+        return notes
 
     def source(self, seed: int) -> BenchSource:
         """Token content for the simulated engine (replayed or synthetic, per preset)."""
@@ -269,6 +302,8 @@ class BenchSource(Source):
         self._replay: dict[str, _AssignedReplay] = {}
         self._synthetic: dict[str, Source] = {}
         self._prompt_tokens: dict[str, int] = {}
+        self.replayed_twice = 0
+        """Recorded samples drawn a second time for the same query (the budget cap keeps it 0)."""
 
     def register(self, query: WorkloadQuery) -> None:
         """Tell the source which question ``query.id`` asks (before its first request)."""
@@ -301,6 +336,8 @@ class BenchSource(Source):
 
     def draft(self, request: EngineRequest) -> Draft:
         draft = self._source_for(request.query_id).draft(request)
+        if draft.meta.get("reused"):
+            self.replayed_twice += 1
         if draft.prompt_tokens is not None:
             return draft
         # Every sample of a query has the same prompt: estimate its size once, not per request.

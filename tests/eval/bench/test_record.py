@@ -12,7 +12,7 @@ def test_recorded_samples_replay_as_the_same_questions(tmp_path) -> None:
     workload = load_workload("sc-math")
     params = {"max_samples": 4, "samples_per_round": 2}
     config = RunConfig(workload, duration=20.0, seed=2, params=params, record_traces=str(path))
-    [run] = run_points(config, [PointSpec("fcfs", 1.0, 1.0)])
+    [run] = run_points(config, [PointSpec("fcfs", 1.0, 1.0, early_exit=False)])
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert {r["id"] for r in rows} == {o.id for o in run.outcomes}
     assert all(len(r["samples"]) == 4 for r in rows)  # fcfs without early exit: the whole budget
@@ -20,7 +20,7 @@ def test_recorded_samples_replay_as_the_same_questions(tmp_path) -> None:
     assert tokens == {o.id: o.completion_tokens for o in run.outcomes}
 
     # A second run merges its samples into the same questions.
-    run_points(config, [PointSpec("fcfs", 1.0, 1.0)])
+    run_points(config, [PointSpec("fcfs", 1.0, 1.0, early_exit=False)])
     again = {json.loads(line)["id"]: json.loads(line) for line in path.read_text().splitlines()}
     assert all(len(r["samples"]) == 8 for r in again.values())
 
