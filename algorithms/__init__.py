@@ -8,7 +8,7 @@ from algorithms import bon, cot, mcts, rebase, sc
 from algorithms._common import chat_prompt, continue_prompt, weighted_vote
 from algorithms._registry import ALGORITHMS, make_program, register_algorithm
 from algorithms.bon import BestOfN
-from algorithms.cot import PRESETS, ProbedChainOfThought
+from algorithms.cot import ProbedChainOfThought
 from algorithms.mcts import MonteCarloTreeSearch
 from algorithms.protocol import Completion, Context, GenerateRequest, Program, QueryInfo, TokenLogprob
 from algorithms.rebase import RewardBalancedSearch
@@ -16,7 +16,6 @@ from algorithms.sc import SelfConsistency
 
 __all__ = [
     "ALGORITHMS",
-    "PRESETS",
     "BestOfN",
     "Completion",
     "Context",

@@ -13,11 +13,10 @@ final-answer block appended.
 
 Knobs and defaults
 ------------------
-``preset`` (None)
-    Saving-effort level setting (N, T): ``mild`` (8, 64), ``low`` (5, 64), ``mid`` (3, 64),
-    ``high`` (2, 64), ``crazy`` (2, 32). Overrides ``window`` and ``chunk_tokens``.
 ``window`` (3), ``chunk_tokens`` (64)
-    N and T.
+    N and T. Dynasor-CoT's saving-effort levels (mild to crazy) are named settings of these two,
+    kept with the other presets in ``dynasor/data/presets.yaml`` (``effort_knobs``); the proxy's
+    ``effort`` applies them.
 ``max_tokens`` (4096)
     Most tokens of the chain (chunks, not probes). A chain that reaches it without agreeing
     probes gets one last probe, whose answer is returned.
@@ -48,18 +47,9 @@ from algorithms._registry import register_algorithm
 from algorithms.protocol import ChatMessage, Completion, Context, GenerateRequest, Program
 from certaindex import Certainty, extract_answer, probe_consistency
 
-__all__ = ["DEFAULT_PROBE_SUFFIX", "PRESETS", "ProbedChainOfThought"]
+__all__ = ["DEFAULT_PROBE_SUFFIX", "ProbedChainOfThought"]
 
 DEFAULT_PROBE_SUFFIX = "... Oh, I suddenly got the answer to the whole problem, **Final Answer**\n\n\\[ \\boxed{"
-
-PRESETS: dict[str, tuple[int, int]] = {
-    "mild": (8, 64),
-    "low": (5, 64),
-    "mid": (3, 64),
-    "high": (2, 64),
-    "crazy": (2, 32),
-}
-"""Saving-effort levels as (window N, chunk tokens T), as in the Dynasor-CoT reference."""
 
 
 @register_algorithm("cot")
@@ -68,7 +58,6 @@ class ProbedChainOfThought(Program):
     """One chain of thought, probed every T tokens, stopped when N probes agree (module docs)."""
 
     name = "cot"
-    preset: str | None = None
     window: int = 3
     chunk_tokens: int = 64
     max_tokens: int = 4096
@@ -95,10 +84,6 @@ class ProbedChainOfThought(Program):
     """Chain tokens decoded (probes not counted)."""
 
     def __post_init__(self) -> None:
-        if self.preset is not None:
-            if self.preset not in PRESETS:
-                raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-            self.window, self.chunk_tokens = PRESETS[self.preset]
         for knob in ("window", "chunk_tokens", "max_tokens", "probe_tokens"):
             if getattr(self, knob) < 1:
                 raise ValueError(f"{knob} must be >= 1, got {getattr(self, knob)}")

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from algorithms.protocol import ChatMessage
-from dynasor._presets import StopRule
+from certaindex import StopRule
 from dynasor._state import ExitReason, RequestRecord
 
 __all__ = ["Budget", "Query", "QueryResult", "TrajectoryPoint", "Usage"]
@@ -49,7 +49,7 @@ class Query:
     """Seconds after arrival by which the query must finish (its SLO); None: none."""
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     certaindex: StopRule | None = field(default=None, kw_only=True)
-    """This query's own stop rule (None: the allocator's rule for its algorithm)."""
+    """This query's own stop rule, a :class:`certaindex.StopRule` (None: the allocator's rule for its algorithm)."""
 
 
 @dataclass(frozen=True, slots=True)

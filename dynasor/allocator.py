@@ -1,27 +1,39 @@
 """The allocator: the query-level policy that decides, after each report, whether to go on.
 
-It applies the paper's *detect and terminate*: stop when certaindex >= threshold at or after
-step m; a *hopeless* cut: certaindex still below a low threshold after m steps (stop, or
-demote so that other queries get the compute); caps on steps; and deadline awareness (do not
+A query stops by its rule, a :class:`certaindex.StopRule`: as *confident* at the first check
+with enough samples where the measure reaches the threshold, as *hopeless* (stop, or demote so
+that other queries get the compute) where it stays below the hopeless threshold. The decision
+is :func:`certaindex.stop_index` on the query's live trajectory, the very function that
+eval's reports, the replay figures and the calibration call, so a rule stops a live query
+where it stops the same samples in replay. On top of the rule: deadline awareness (do not
 start a step that cannot finish in time).
 
+The live trajectory: a program that reports the cluster labels of its samples
+(``certainty.details["labels"]``, one per sample, ``None`` for a sample without an answer, as
+``sc`` and ``bon`` do) is measured here, by the rule's own measure and abstention treatment;
+for any other report the rule reads the reported value when the measure is the rule's.
+
 A query's rule is its own (``Query.certaindex``) when it carries one, else its algorithm's in
-the config (:class:`AllocatorConfig`, read from a file written by ``dynasor calibrate`` or by
-hand; the bundled defaults are in ``dynasor/data/presets.yaml``).
+the config (:class:`AllocatorConfig`: the bundled presets and calibrated rules, or a file).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
-from certaindex import Certainty
-from dynasor._presets import AllocatorConfig, StopRule
+import numpy as np
+
+from algorithms import ALGORITHMS
+from certaindex import AGREEMENT_MEASURES, Certainty, StopRule, Trajectory, stop_index
+from dynasor._presets import AllocatorConfig
 from dynasor._query import Query
 from dynasor._state import ExitReason, QueryStats
 
-__all__ = ["Action", "Allocator", "AllocatorConfig", "Decision", "StopRule"]
+__all__ = ["Action", "Allocator", "AllocatorConfig", "Decision", "StopRule", "live_trajectory", "rule_knobs"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +55,52 @@ class Decision:
 
 
 CONTINUE = Decision(Action.CONTINUE)
+
+
+def live_trajectory(rule: StopRule, samples: int, certainty: Certainty) -> Trajectory | None:
+    """The trajectory ``rule`` reads after a report (None: the report says nothing to it).
+
+    With the samples' cluster labels (``certainty.details["labels"]``) and an agreement
+    measure, every check so far is measured as replay measures it (:meth:`Trajectory.from_labels`);
+    otherwise the report is one check at ``samples`` with the reported value.
+
+    >>> from certaindex import stop_index
+    >>> t = live_trajectory(StopRule("majority", 1.0, min_samples=3), 3, Certainty(0.0, "x", {"labels": [1, 1, 1]}))
+    >>> stop_index(StopRule("majority", 1.0, min_samples=3), t)
+    Stop(index=2, reason='confident')
+    """
+    labels = certainty.details.get("labels")
+    if rule.measure in AGREEMENT_MEASURES and isinstance(labels, Sequence) and not isinstance(labels, str) and labels:
+        return replace(Trajectory.from_labels(list(labels)), complete=False)
+    if certainty.measure != rule.measure:
+        return None
+    return Trajectory(
+        samples=np.array([max(samples, 1)], dtype=np.int64),
+        values={rule.value_key: np.array([certainty.value], dtype=float)},
+        complete=False,
+    )
+
+
+def rule_knobs(algorithm: str, rule: StopRule) -> dict[str, Any]:
+    """Program knobs that make ``algorithm`` check where ``rule`` checks and report what it reads.
+
+    For a program that samples in rounds and reports an agreement measure (``sc``): a round of
+    ``rule.round_size`` samples, the rule's measure and abstention treatment. Knobs a caller
+    sets explicitly win over these. Empty for other programs.
+
+    >>> rule_knobs("sc", StopRule("esc", 1.0, round_size=5, abstentions="distinct"))
+    {'samples_per_round': 5, 'measure': 'esc', 'abstentions': 'distinct'}
+    """
+    program = ALGORITHMS.get(algorithm)
+    fields = getattr(program, "__dataclass_fields__", {})
+    if rule.measure not in AGREEMENT_MEASURES or "samples_per_round" not in fields:
+        return {}
+    knobs: dict[str, Any] = {"samples_per_round": rule.round_size}
+    if "measure" in fields:
+        knobs["measure"] = rule.measure
+    if "abstentions" in fields:
+        knobs["abstentions"] = rule.abstentions
+    return knobs
 
 
 class Allocator:
@@ -70,28 +128,21 @@ class Allocator:
         ``step_time`` is the predicted duration of the next step (for the deadline guard).
         """
         rule = self.rule_for(query)
-        algorithm = query.algorithm
-        step = stats.steps
+        if stats.demoted and rule.hopeless_action == "demote":
+            rule = rule.with_changes(hopeless_threshold=None)  # demoted once; the confident exit stays
         demote = False
-        if rule.measure is None or rule.measure == certainty.measure:
-            if rule.threshold is not None and step >= rule.min_step and certainty.value >= rule.threshold:
-                return Decision(Action.STOP, ExitReason.CONFIDENT)
-            if (
-                rule.hopeless_threshold is not None
-                and step >= rule.hopeless_after
-                and certainty.value < rule.hopeless_threshold
-            ):
-                if rule.hopeless_action == "stop":
-                    return Decision(Action.STOP, ExitReason.HOPELESS)
-                demote = not stats.demoted  # after the deadline check: a late query stops instead
-        elif (algorithm, certainty.measure) not in self._warned:
-            self._warned.add((algorithm, certainty.measure))
-            logger.warning(
-                "%s reports %r but its stop rule reads %r: those reports never stop it",
-                algorithm,
-                certainty.measure,
-                rule.measure,
-            )
+        if rule.threshold is not None or rule.hopeless_threshold is not None:
+            trajectory = live_trajectory(rule, stats.samples, certainty)
+            if trajectory is None:
+                self._warn(query.algorithm, certainty.measure, rule.measure)
+            else:
+                reason = stop_index(rule, trajectory).reason
+                if reason == "confident":
+                    return Decision(Action.STOP, ExitReason.CONFIDENT)
+                if reason == "hopeless":
+                    if rule.hopeless_action == "stop":
+                        return Decision(Action.STOP, ExitReason.HOPELESS)
+                    demote = True  # after the deadline check: a late query stops instead
         if (
             self.config.deadline_guard
             and stats.deadline is not None
@@ -100,3 +151,13 @@ class Allocator:
         ):
             return Decision(Action.STOP, ExitReason.DEADLINE)
         return Decision(Action.DEMOTE, ExitReason.HOPELESS) if demote else CONTINUE
+
+    def _warn(self, algorithm: str, reported: str, read: str) -> None:
+        if (algorithm, reported) not in self._warned:
+            self._warned.add((algorithm, reported))
+            logger.warning(
+                "%s reports %r (without answer labels) but its stop rule reads %r: those reports never stop it",
+                algorithm,
+                reported,
+                read,
+            )

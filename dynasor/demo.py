@@ -1,9 +1,11 @@
 """The embedded default workload: self-consistency over replayed traces on the sim engine.
 
-Queries arrive as a Poisson stream; each runs self-consistency with Certaindex early exit.
-The same queries then run again with a fixed budget (no early exit). The replay source
-draws each query's recorded samples in one seeded order, so the early-exit run's samples
-are a prefix of the fixed-budget run's: the comparison is exact.
+Queries arrive as a Poisson stream; each runs self-consistency with Certaindex early exit
+under the shipped rule (the calibrated ``sc`` rule of the bundled Certaindex config, or a
+config file's), sampling in rounds of the rule's round size. The same queries then run again
+with a fixed budget (no early exit). The replay source draws each query's recorded samples in
+one seeded order, so the early-exit run's samples are a prefix of the fixed-budget run's: the
+comparison is exact.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from pathlib import Path
 
 from certaindex import answers_equal
 from dynasor._query import Query, QueryResult
-from dynasor.allocator import AllocatorConfig
+from dynasor.allocator import AllocatorConfig, StopRule, rule_knobs
 from dynasor.clock import run as run_clock
 from dynasor.engine.sim import ReplaySource, SimBackend
 from dynasor.engine.traces import TraceRecord, load_traces
 from dynasor.runtime import Runtime
 from dynasor.sched.policy import DEFAULT_POLICY
 
-__all__ = ["DemoOutcome", "DemoSettings", "run_demo", "summarize"]
+__all__ = ["DemoOutcome", "DemoSettings", "demo_params", "demo_rules", "run_demo", "summarize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +37,12 @@ class DemoSettings:
     rate: float = 2.0
     """Query arrivals per second (Poisson)."""
     max_samples: int = 8
-    samples_per_round: int = 2
+    samples_per_round: int | None = None
+    """Samples per round (None: the stop rule's round size)."""
     limit: int | None = None
     seed: int = 0
     config: str | Path | None = None
-    """Allocator config file (None: the bundled defaults)."""
+    """Certaindex config file (None: the bundled rules)."""
     virtual: bool = True
 
 
@@ -58,14 +61,21 @@ class DemoOutcome:
         return answers_equal(self.baseline.answer, self.record.reference)
 
 
+def demo_params(settings: DemoSettings, rule: StopRule) -> dict[str, object]:
+    """The self-consistency knobs of the demo: the rule's rounds and measure, the settings' budget."""
+    params: dict[str, object] = {**rule_knobs("sc", rule), "max_samples": settings.max_samples}
+    if settings.samples_per_round is not None:
+        params["samples_per_round"] = settings.samples_per_round
+    return params
+
+
 async def _run_all(
-    records: Sequence[TraceRecord], settings: DemoSettings, allocator: AllocatorConfig
+    records: Sequence[TraceRecord], settings: DemoSettings, allocator: AllocatorConfig, params: dict[str, object]
 ) -> list[QueryResult]:
     source = ReplaySource(records, seed=settings.seed)
     arrivals = random.Random(settings.seed)
     async with SimBackend(settings.profile, source) as backend:
         runtime = Runtime(backend, policy=settings.policy, allocator=allocator)
-        params = {"max_samples": settings.max_samples, "samples_per_round": settings.samples_per_round}
 
         async def arrive(delay: float, record: TraceRecord) -> QueryResult:
             await asyncio.sleep(delay)
@@ -80,12 +90,18 @@ async def _run_all(
     return [t.result() for t in tasks]
 
 
+def demo_rules(settings: DemoSettings) -> AllocatorConfig:
+    """The stop rules of the early-exit run: the config file's, else the bundled ones."""
+    return AllocatorConfig.load(settings.config) if settings.config else AllocatorConfig.bundled()
+
+
 def run_demo(settings: DemoSettings) -> list[DemoOutcome]:
     """Run the workload with early exit and with a fixed budget; pair the results."""
     records = load_traces(settings.traces)[: settings.limit]
-    allocator = AllocatorConfig.load(settings.config) if settings.config else AllocatorConfig.bundled()
-    early = run_clock(_run_all(records, settings, allocator), virtual=settings.virtual)
-    baseline = run_clock(_run_all(records, settings, AllocatorConfig()), virtual=settings.virtual)
+    allocator = demo_rules(settings)
+    params = demo_params(settings, allocator.rule_for("sc"))
+    early = run_clock(_run_all(records, settings, allocator, params), virtual=settings.virtual)
+    baseline = run_clock(_run_all(records, settings, AllocatorConfig(), params), virtual=settings.virtual)
     return [DemoOutcome(r, e, b) for r, e, b in zip(records, early, baseline, strict=True)]
 
 

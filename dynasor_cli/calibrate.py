@@ -1,150 +1,304 @@
-"""``dynasor calibrate``: choose stopping rules from profiling records, write the allocator config."""
+"""``dynasor calibrate``: certify a stop rule on recorded samples and write the Certaindex config.
+
+Input: trace files (the trace format, e.g. a bundled set or the ``traces.jsonl`` that
+``dynasor eval --compare-baseline`` writes), read with :func:`certaindex.read_traces` exactly as
+``dynasor eval`` replays them (recorded answers first, ``--reextract`` to read the text), or
+the ``profile.jsonl`` profiling records eval writes for programs without per-sample answers.
+Several files pool their queries (each file is a data set of its own for the split).
+
+The rule is certified with Learn then Test (:func:`certaindex.certify`; several ``--bound``
+values: :func:`certaindex.certify_ladder`, the tightest bound certified), or chosen as a point
+estimate with ``--no-bound``. The written config (``--out``) is what ``dynasor eval
+--certaindex``, ``dynasor serve --certaindex`` and ``AllocatorConfig.load`` read: the rule with
+its measure, threshold, minimum samples, round size, answer kind, abstentions, hopeless exit,
+and the bound and data it was certified on.
+"""
 
 from __future__ import annotations
 
+import json
+import warnings
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
-    from certaindex import ProfilingRecord, RuleChoice
+    import certaindex as cx
 
-__all__ = ["register", "render_config", "render_report"]
+__all__ = ["load_trajectories", "register", "render_report"]
 
 
-def render_config(choices: list[RuleChoice], source: str) -> str:
-    """The allocator config (YAML) for the chosen rules, with a header saying how it was made.
+def _first_line(path: Path) -> Any:
+    import gzip
 
-    An algorithm for which no rule met the target gets ``threshold: null`` (never stop early).
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    return json.loads(line)
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise typer.BadParameter(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{path}:1: not valid JSON ({exc.msg})") from None
+    raise typer.BadParameter(f"{path}: empty file")
+
+
+def _kind(declared: str | None, traces: list[cx.Trace], name: str) -> cx.AnswerKind:
+    if declared is not None:
+        return declared  # type: ignore[return-value]
+    first = traces[0]
+    meta_kind = first.meta.get("answer_kind") or first.meta.get("kind")
+    if meta_kind in ("math", "choice", "code"):
+        return meta_kind
+    if first.options:
+        return "choice"
+    if any(word in name.lower() for word in ("code", "humaneval", "mbpp")):
+        return "code"
+    return "math"
+
+
+def _profile_trajectories(path: Path, algorithm: str) -> tuple[list[cx.Trajectory], set[str]]:
+    """Trajectories from profiling records: one check per record, the measures it recorded."""
+    import numpy as np
+
+    import certaindex as cx
+
+    try:
+        records = cx.read_records(path)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    queries = cx.group_queries(records).get(algorithm)
+    if not queries:
+        found = sorted(cx.group_queries(records))
+        raise typer.BadParameter(f"{path}: no profiling records of algorithm {algorithm!r} (found: {', '.join(found)})")
+    out, measures = [], set()
+    for qid, steps in queries.items():
+        names = set.intersection(*(set(r.certaindex) for r in steps))
+        measures |= names
+        out.append(
+            cx.Trajectory(
+                samples=np.maximum.accumulate(np.array([max(r.samples, 1) for r in steps], dtype=np.int64)),
+                values={cx.value_key(m): np.array([r.certaindex[m] for r in steps], dtype=float) for m in names},
+                correct=np.array([r.correct for r in steps[:-1]] + [steps[-1].final_correct], dtype=bool),
+                tokens=np.array([r.tokens for r in steps], dtype=np.int64),
+                query_id=qid,
+                dataset=path.name.split(".")[0],
+            )
+        )
+    return out, measures
+
+
+def load_trajectories(
+    paths: list[Path], *, kind: str | None, algorithm: str, reextract: bool, max_samples: int | None
+) -> tuple[list[cx.Trajectory], set[str] | None, str, list[str]]:
+    """Trajectories of every file, the measures they carry (None: agreement from answers), the kind, warnings.
+
+    Raises ``typer.BadParameter`` with the file and line for anything unreadable.
     """
-    import yaml
+    import certaindex as cx
 
-    bounds = sorted({c.config()["bound"] for c in choices})
-    lines = [f"# written by dynasor calibrate: {source}, {'; '.join(bounds)}"]
-    for c in choices:
-        entry = c.config()
-        if c.measure is None:
-            entry.update(measure=None, threshold=None, min_step=1)
-        lines.append(yaml.safe_dump({c.algorithm: entry}, sort_keys=False, width=1000).rstrip())
+    out: list[cx.Trajectory] = []
+    measures: set[str] | None = None
+    kinds, notes = set(), []
+    eq = cx.Equivalence(symbolic=False)
+    for path in paths:
+        first = _first_line(path)
+        if isinstance(first, dict) and "query_id" in first and "step" in first:
+            trajectories, found = _profile_trajectories(path, algorithm)
+            measures = found if measures is None else measures & found
+            out += trajectories
+            continue
+        try:
+            traces = cx.read_traces(path)
+        except cx.TraceError as exc:
+            hint = ""
+            if isinstance(first, dict) and "samples" not in first and "query_id" not in first:
+                hint = " (a trace line has a 'samples' list; profiling records have 'query_id' and 'step')"
+            raise typer.BadParameter(f"{exc}{hint}") from None
+        name = path.name.split(".jsonl")[0]
+        answer_kind = _kind(kind, traces, name)
+        kinds.add(answer_kind)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", cx.TraceWarning)
+            try:
+                out += cx.trajectories_from_traces(
+                    traces,
+                    kind=answer_kind,
+                    reextract=reextract,
+                    equivalence=eq if answer_kind == "math" else None,
+                    max_samples=max_samples,
+                    dataset=name,
+                )
+            except cx.TraceError as exc:
+                raise typer.BadParameter(str(exc)) from None
+        notes += [str(w.message) for w in caught]
+    eq.close()
+    if not out:
+        raise typer.BadParameter("no queries in " + ", ".join(map(str, paths)))
+    return out, measures, "/".join(sorted(kinds)) or "math", notes
+
+
+def _family(algorithm: str, measures: set[str] | None, fixed_measure: list[str] | None) -> cx.Family:
+    """The family calibration may choose from: only measures the algorithm reports (and the data has)."""
+    import certaindex as cx
+
+    allowed = cx.ALGORITHM_MEASURES.get(algorithm)
+    base = cx.Family()
+    if measures is None:  # trace files: every agreement measure can be computed from the answers
+        candidates = list(fixed_measure or base.measures)
+    else:
+        candidates = sorted(measures) if not fixed_measure else [m for m in fixed_measure if m in measures]
+    if allowed is not None:
+        refused = [m for m in candidates if m not in allowed]
+        if fixed_measure and refused:
+            raise typer.BadParameter(
+                f"{algorithm} cannot produce {', '.join(refused)} (it reports {', '.join(allowed)})"
+            )
+        candidates = [m for m in candidates if m in allowed]
+    if not candidates:
+        raise typer.BadParameter(f"the data carries no measure {algorithm} reports ({', '.join(allowed or ())})")
+    if measures is not None:
+        return cx.Family(
+            measures=tuple(candidates), abstentions=("class",), round_sizes=(1,), min_samples=(1, 2, 3, 4, 6, 8)
+        )
+    return cx.Family(measures=tuple(candidates))
+
+
+def render_report(cal: cx.Calibration, algorithm: str, sources: str, notes: list[str], *, tested: bool = True) -> str:
+    """What ``dynasor calibrate`` prints: the rule, its promise in words (never a point estimate
+    called a bound), what it does on the calibration queries, how it was tested, the notes."""
+    rule, o = cal.rule, cal.outcome
+    cert = rule.certification
+    lines = [f"[{algorithm}] calibrated on {sources}: {o.n} queries (replay of recorded samples)"]
+    lines.append(f"  rule: {rule.describe()}")
+    lines.append(
+        f"  promise: {cert.statement if cert else 'none: nothing certified, the rule runs to the full budget'}"
+    )
+    lines.append(
+        f"  on these queries: samples saved {o.samples_saved:.1%}, accuracy {o.accuracy:.3f} vs {o.full_accuracy:.3f} "
+        f"at the full budget ({100 * -o.loss:+.2f} pt), harms {o.harms}, helps {o.helps}"
+    )
+    if tested:
+        lines += ["  " + line for line in cal.report().splitlines()[3:]]
+    else:
+        lines += [f"  note: {n}" for n in cal.notes]
+    lines += [f"  warning: {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
-def render_report(choices: list[RuleChoice], source: str) -> str:
-    """A short plain-text report: chosen rule, expected saving and loss, bound, notes."""
-    out = [f"Calibration from {source}."]
-    for c in choices:
-        o = c.outcome
-        out.append(f"\n[{c.algorithm}] {o.n} queries, baseline accuracy {o.full_accuracy:.3f}")
-        if c.measure is None:
-            out.append("  rule: none (run to the full budget)")
-        else:
-            out.append(f"  rule: stop when {c.measure} >= {c.threshold:.4g} at or after step {c.min_step}")
-        out.append(
-            f"  on these records: tokens saved {o.saving:.1%}, accuracy {o.accuracy:.3f} "
-            f"(loss {100 * o.loss:+.2f} points), harms {o.harms}, gains {o.gains}, "
-            f"mean stop step {o.mean_stop_step:.2f}"
-        )
-        out.append(f"  bound: {c.config()['bound']}; harm-rate bound {c.harm_bound:.4f}")
-        out.append(f"  rules tried {c.candidates}, certified {c.certified}")
-        out.extend(f"  note: {n}" for n in c.notes)
-    return "\n".join(out) + "\n"
+def _point_estimate(
+    trajectories: list[cx.Trajectory], family: cx.Family, target: float, answer_kind: str, data: str
+) -> cx.Calibration:
+    """The family member saving the most with observed loss within ``target``: no bound, and said so."""
+    import certaindex as cx
+
+    rule, _ = cx.choose_rule(trajectories, target=target, family=family, answer_kind=answer_kind)
+    full = cx.StopRule(family.measures[0], None, answer_kind=answer_kind)  # type: ignore[arg-type]
+    chosen = rule or full
+    o = cx.replay(chosen, trajectories)
+    notes = [] if rule else [f"no family member keeps the observed loss within {100 * target:g} pt: full budget"]
+    if rule is not None:
+        cert = cx.Certification(
+            None, None, "point-estimate", data, len(trajectories), o.samples_saved, o.loss
+        )  # fmt: skip
+        chosen = rule.with_changes(certification=cert)
+    return cx.Calibration(chosen, False, None, len(trajectories), 0, [], None, o, notes)
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def calibrate(
-        records: Annotated[Path, typer.Argument(help="Profiling records (JSONL), or traces with --from-traces.")],
-        target_loss: Annotated[float, typer.Option(help="Allowed accuracy loss, in points (0.5 = 0.5%).")] = 0.5,
-        confidence: Annotated[float, typer.Option(help="Confidence of the bound on the loss.")] = 0.95,
-        bound: Annotated[str, typer.Option(help="clopper-pearson (exact binomial) or none (point estimate).")] = (
-            "clopper-pearson"
+        data: Annotated[
+            list[Path],
+            typer.Argument(help="Trace files (or eval's traces.jsonl / profile.jsonl); several pool their queries."),
+        ],
+        bound: Annotated[
+            list[float] | None,
+            typer.Option(help="Allowed accuracy loss vs the full budget, in points (repeat: tightest certified)."),
+        ] = None,
+        confidence: Annotated[float, typer.Option(help="Probability that the promise holds.")] = 0.95,
+        method: Annotated[str, typer.Option(help="ltt-paired (harms and helps) or ltt-binomial (harms only).")] = (
+            "ltt-paired"
         ),
-        out: Annotated[Path, typer.Option(help="Allocator config to write (YAML).")] = Path("config.yaml"),
-        report: Annotated[Path | None, typer.Option(help="Also write the report here.")] = None,
-        measure: Annotated[list[str] | None, typer.Option(help="Only these measures (repeatable).")] = None,
-        min_step: Annotated[list[int] | None, typer.Option(help="Only these check steps (repeatable).")] = None,
-        algorithm: Annotated[list[str] | None, typer.Option(help="Only these algorithms (repeatable).")] = None,
-        from_traces: Annotated[bool, typer.Option(help="RECORDS is a trace file: replay it first.")] = False,
-        trace_algorithm: Annotated[str, typer.Option(help="Algorithm name for replayed traces.")] = "sc",
-        round_size: Annotated[int, typer.Option(help="Samples per step when replaying traces.")] = 1,
-        max_samples: Annotated[int | None, typer.Option(help="Budget in samples when replaying traces.")] = None,
-        reward_scale: Annotated[str, typer.Option(help="Map trace scores to [0,1]: sigmoid, identity.")] = ("sigmoid"),
-        approx_tokens: Annotated[
-            bool, typer.Option(help="The traces' token counts are approximations (recorded in the records).")
+        point_estimate: Annotated[
+            bool,
+            typer.Option(
+                "--point-estimate", help="No bound: the rule whose observed loss is within --bound, no promise."
+            ),
         ] = False,
-        save_records: Annotated[Path | None, typer.Option(help="Write the replayed records here.")] = None,
+        algorithm: Annotated[str, typer.Option(help="Algorithm the rule is for (its measures only).")] = "sc",
+        kind: Annotated[str | None, typer.Option(help="Answer kind of trace files: math, choice or code.")] = None,
+        measure: Annotated[list[str] | None, typer.Option(help="Only these measures (repeatable).")] = None,
+        reextract: Annotated[
+            bool, typer.Option("--reextract", help="Read answers from the samples' text, not the answers recorded.")
+        ] = False,
+        max_samples: Annotated[int | None, typer.Option(help="Budget in samples (the first N of each trace).")] = None,
+        seed: Annotated[int, typer.Option(help="Seed of the learn/certify split.")] = 0,
+        out: Annotated[Path, typer.Option(help="Certaindex config to write (YAML, or JSON for .json).")] = Path(
+            "certaindex.yaml"
+        ),
+        report: Annotated[Path | None, typer.Option(help="Also write the report here.")] = None,
     ) -> None:
-        """Choose per-algorithm stopping rules that save the most tokens within an accuracy-loss bound."""
+        """Certify a stop rule on recorded samples: the most samples saved within a bound on the accuracy loss."""
         import certaindex as cx
+        from dynasor.allocator import AllocatorConfig
 
-        if bound not in ("clopper-pearson", "none"):
-            raise typer.BadParameter(f"unknown bound {bound!r}: use clopper-pearson or none")
-        if from_traces:
-            recs = _replay_traces(
-                records, trace_algorithm, round_size, max_samples, reward_scale, approx_tokens, save_records
+        if method not in ("ltt-paired", "ltt-binomial"):
+            raise typer.BadParameter(
+                f"unknown method {method!r}: use ltt-paired or ltt-binomial", param_hint="--method"
             )
-        else:
-            recs = cx.read_records(records)
-        grouped = cx.group_queries(recs)
-        if algorithm:
-            grouped = {a: q for a, q in grouped.items() if a in algorithm}
-        if not grouped:
-            raise typer.BadParameter(f"no profiling records in {records}")
-        choices = [
-            cx.calibrate(
-                queries,
-                algorithm=alg,
-                target_loss=target_loss / 100.0,
-                confidence=confidence,
-                bound=bound,  # type: ignore[arg-type]
-                measures=measure or None,
-                min_steps=min_step or None,
-            )
-            for alg, queries in sorted(grouped.items())
-        ]
-        source = str(records)
-        out.write_text(render_config(choices, source), encoding="utf-8")
-        text = render_report(choices, source)
+        if kind not in (None, "math", "choice", "code"):
+            raise typer.BadParameter(f"--kind must be math, choice or code, got {kind!r}")
+        bounds = sorted(bound or [0.5])
+        if any(not 0 < b < 100 for b in bounds) or not 0 < confidence < 1:
+            raise typer.BadParameter("bounds lie in (0, 100) points and the confidence in (0, 1)")
+        trajectories, measures, answer_kind, notes = load_trajectories(
+            data, kind=kind, algorithm=algorithm, reextract=reextract, max_samples=max_samples
+        )
+        family = _family(algorithm, measures, measure)
+        rule_kind = answer_kind if answer_kind in cx.ANSWER_KINDS else "math"
+        sources = ", ".join(sorted({t.dataset or "unnamed" for t in trajectories}))
+        try:
+            if point_estimate:
+                described = ", ".join(f"{n} ({k})" for n, k in _counts(trajectories).items())
+                cal = _point_estimate(trajectories, family, bounds[0] / 100, rule_kind, described)
+            elif len(bounds) == 1:
+                cal = cx.certify(
+                    trajectories, target=bounds[0] / 100, confidence=confidence, method=method,  # type: ignore[arg-type]
+                    family=family, seed=seed, answer_kind=rule_kind,
+                )  # fmt: skip
+            else:
+                cal = cx.certify_ladder(
+                    trajectories, [b / 100 for b in bounds], confidence=confidence, method=method,
+                    family=family, seed=seed, answer_kind=rule_kind,
+                )  # fmt: skip
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        rule = cal.rule.with_changes(answer_kind=rule_kind)
+        if rule.threshold is None and rule.hopeless_threshold is None:
+            rule = rule.with_changes(name="never early")
+        config = AllocatorConfig({algorithm: rule}).certaindex_config()
+        cert = rule.certification
+        header = "\n".join(
+            [
+                f"Written by dynasor calibrate from {', '.join(map(str, data))} (replay of recorded samples).",
+                f"{algorithm}: {rule.describe()}",
+                f"promise: {cert.statement if cert else 'none (nothing certified: the full budget)'}",
+            ]
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        config.save(out, header=header)
+        text = render_report(replace(cal, rule=rule), algorithm, sources, notes, tested=not point_estimate)
         if report is not None:
             report.write_text(text, encoding="utf-8")
-        typer.echo(text + f"config written to {out}")
+        typer.echo(text + f"config written to {out} (use it with --certaindex {out})")
 
 
-def _replay_traces(
-    path: Path,
-    algorithm: str,
-    round_size: int,
-    max_samples: int | None,
-    reward_scale: str,
-    approx_tokens: bool,
-    save_to: Path | None,
-) -> list[ProfilingRecord]:
-    """Profiling records from replaying a trace file (written to ``save_to`` when given)."""
-    import gzip
-    import json
-
-    import certaindex as cx
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        traces = [json.loads(line) for line in fh if line.strip()]
-    eq = cx.Equivalence()
-    records = [
-        r
-        for t in traces
-        for r in cx.records_from_trace(
-            t,
-            algorithm=algorithm,
-            round_size=round_size,
-            max_samples=max_samples,
-            equivalence=eq,
-            reward_scale=cx.RewardScale(reward_scale),  # type: ignore[arg-type]
-            dataset=path.name,
-            tokens_exact=False if approx_tokens else None,
-        )
-    ]
-    eq.close()
-    if save_to is not None:
-        cx.write_records(records, save_to)
-    return records
+def _counts(trajectories: list[cx.Trajectory]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in trajectories:
+        counts[t.dataset or "unnamed"] = counts.get(t.dataset or "unnamed", 0) + 1
+    return counts

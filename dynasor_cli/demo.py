@@ -23,10 +23,15 @@ def demo(
     policy: Annotated[str, typer.Option(help=POLICY_HELP)] = DEFAULT_POLICY,
     rate: Annotated[float, typer.Option(help="Query arrivals per second (Poisson).")] = 2.0,
     max_samples: Annotated[int, typer.Option(help="Sample cap per query.")] = 8,
-    samples_per_round: Annotated[int, typer.Option(help="Samples per step (gang size).")] = 2,
+    samples_per_round: Annotated[
+        int | None, typer.Option(help="Samples per step (gang size); default: the stop rule's round size.")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N queries.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of arrivals and sample order.")] = 0,
-    config: Annotated[Path | None, typer.Option(help="Allocator config (YAML/JSON).")] = None,
+    certaindex: Annotated[
+        Path | None,
+        typer.Option(help="Certaindex config (YAML/JSON, as `dynasor calibrate` writes); default: bundled."),
+    ] = None,
     real_time: Annotated[bool, typer.Option("--real-time", help="Run on the wall clock.")] = False,
     rows: Annotated[int, typer.Option(help="Per-query rows to print (0: all).")] = 0,
 ) -> None:
@@ -35,17 +40,20 @@ def demo(
     Prints one row per query and the totals against a fixed-budget run of the same samples.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from dynasor import DynasorError
-    from dynasor.demo import DemoSettings, run_demo
+    from dynasor.demo import DemoSettings, demo_params, demo_rules, run_demo
 
     policy_spec(policy)
     console = Console(width=max(Console().width, 100))  # the table needs ~100 columns
     settings = DemoSettings(
-        traces, profile, policy, rate, max_samples, samples_per_round, limit, seed, config, not real_time
+        traces, profile, policy, rate, max_samples, samples_per_round, limit, seed, certaindex, not real_time
     )
     started = time.perf_counter()
     try:
+        rule = demo_rules(settings).rule_for("sc")
+        rounds = int(demo_params(settings, rule).get("samples_per_round", 2))  # type: ignore[call-overload]
         outcomes = run_demo(settings)
     except (DynasorError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -54,11 +62,14 @@ def demo(
     clock = "real time" if real_time else "virtual time"
     label = f"replay of '{traces}' on the simulated engine (profile {profile}, {clock}), policy {policy}"
 
-    console.print(_query_table(outcomes if rows <= 0 else outcomes[:rows], max_samples, samples_per_round))
+    console.print(_query_table(outcomes if rows <= 0 else outcomes[:rows], max_samples, rounds))
     console.print(_totals_table(outcomes))
+    promise = rule.certification.statement if rule.certification else "no certification"
+    approx = any(not s.tokens_exact for o in outcomes for s in o.record.samples)
+    tokens = "tokens approximated from the recorded text" if approx else "recorded token counts"
+    console.print(escape(f"stop rule: {rule.describe()}; {promise}"), style="dim")
     console.print(
-        f"[dim]{label}; tokens approximated from the recorded text; {len(outcomes)} queries at {rate}/s; "
-        f"wall time {wall:.1f} s[/dim]"
+        escape(f"{label}; {tokens}; {len(outcomes)} queries at {rate}/s; wall time {wall:.1f} s"), style="dim"
     )
 
 

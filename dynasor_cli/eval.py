@@ -1,8 +1,14 @@
-"""``dynasor eval``: offline batch evaluation of early exit on a math or code dataset."""
+"""``dynasor eval``: offline batch evaluation of early exit on a math, multiple-choice or code dataset.
+
+On a terminal a progress bar; otherwise (CI, ``nohup``, a pipe) a progress line on stderr every
+:data:`PROGRESS_EVERY` queries or :data:`PROGRESS_SECONDS` seconds, whichever comes first.
+"""
 
 from __future__ import annotations
 
 import re
+import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,7 +23,12 @@ if TYPE_CHECKING:
     from dynasor.allocator import AllocatorConfig
     from eval import EvalConfig
 
-__all__ = ["register"]
+__all__ = ["PROGRESS_EVERY", "PROGRESS_SECONDS", "register"]
+
+PROGRESS_EVERY = 10
+"""Queries between two progress lines when stderr is not a terminal."""
+PROGRESS_SECONDS = 30.0
+"""Seconds between two progress lines when stderr is not a terminal (whichever comes first)."""
 
 
 def eval_command(
@@ -41,9 +52,16 @@ def eval_command(
     temperature: Annotated[float | None, typer.Option(help="Knob temperature.")] = None,
     model: Annotated[str | None, typer.Option(help="Served model name (engine URL backend).")] = None,
     policy: Annotated[str, typer.Option(help=POLICY_HELP)] = DEFAULT_POLICY,
-    allocator: Annotated[Path | None, typer.Option(help="Stop-rule config (YAML/JSON); default: bundled.")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Override the algorithm's certaindex threshold.")] = None,
-    min_step: Annotated[int | None, typer.Option(help="Override the first step the threshold applies at.")] = None,
+    certaindex: Annotated[
+        Path | None,
+        typer.Option(
+            help="Certaindex config (YAML/JSON, as `dynasor calibrate` writes); default: the bundled, certified rules."
+        ),
+    ] = None,
+    threshold: Annotated[float | None, typer.Option(help="Override the rule's certaindex threshold.")] = None,
+    min_samples: Annotated[
+        int | None, typer.Option(help="Override the samples drawn before the rule may stop.")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="First N problems only.")] = None,
     concurrency: Annotated[int, typer.Option(help="Queries in flight at once.")] = 8,
     out: Annotated[Path | None, typer.Option(help="Output folder (re-running with it resumes).")] = None,
@@ -54,7 +72,13 @@ def eval_command(
     sim_profile: Annotated[
         str, typer.Option(help="Cost profile of the simulated engine (sim and replay timing).")
     ] = "h100-llama3-8b",
-    kind: Annotated[str | None, typer.Option(help="math or code, for local files and trace sets.")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="math, choice (multiple choice) or code, for local files and trace sets.")
+    ] = None,
+    reextract: Annotated[
+        bool,
+        typer.Option("--reextract", help="Replay: read answers from the samples' text, not the answers recorded."),
+    ] = False,
     field: Annotated[
         list[str] | None, typer.Option("--field", help="Column mapping KEY=COLUMN (id, prompt, reference, tests).")
     ] = None,
@@ -88,8 +112,8 @@ def eval_command(
         if not backend.startswith("replay:"):
             raise typer.BadParameter("--dataset is required unless --backend is replay:PATH")
         dataset = backend.removeprefix("replay:")
-    if kind not in (None, "math", "code"):
-        raise typer.BadParameter(f"--kind must be math or code, got {kind!r}")
+    if kind not in (None, "math", "choice", "code"):
+        raise typer.BadParameter(f"--kind must be math, choice or code, got {kind!r}")
     knobs = dict(
         max_samples=max_samples, samples_per_round=samples_per_round, max_tokens=max_tokens, temperature=temperature
     )
@@ -103,7 +127,7 @@ def eval_command(
         backend=backend,
         model=model,
         policy=policy,
-        allocator=_stop_rules(allocator, algorithm, threshold=threshold, min_step=min_step),
+        certaindex=_stop_rules(certaindex, algorithm, threshold=threshold, min_samples=min_samples),
         limit=limit,
         concurrency=concurrency,
         out=out,
@@ -116,6 +140,7 @@ def eval_command(
         grade_timeout=grade_timeout,
         unsafe_exec=unsafe_exec,
         scorer=None if scorer == "none" else scorer,
+        reextract=reextract,
     )
     console = Console(stderr=True)
     try:
@@ -146,14 +171,42 @@ def _stop_rules(path: Path | None, algorithm: str, **changes: float | int | None
         raise typer.BadParameter(str(exc)) from exc
 
 
+class ProgressLines:
+    """Progress for a log: a line every ``every`` queries or ``seconds`` seconds, and one at the end."""
+
+    def __init__(self, write: Any, every: int = PROGRESS_EVERY, seconds: float = PROGRESS_SECONDS) -> None:
+        self.write, self.every, self.seconds = write, every, seconds
+        self.total = self.resumed = 0
+        self.started = self.last = time.monotonic()
+        self.since = 0
+
+    def start(self, total: int, done: int) -> None:
+        self.total, self.resumed = total, done
+        self.started = self.last = time.monotonic()
+        self.write(f"eval: {total} queries, {done} already on file" if done else f"eval: {total} queries")
+
+    def update(self, finished: int, stats: str) -> None:
+        self.since += 1
+        now = time.monotonic()
+        if self.since >= self.every or now - self.last >= self.seconds or self.resumed + finished >= self.total:
+            elapsed = now - self.started
+            self.write(f"eval: {self.resumed + finished}/{self.total} queries, {stats}, {elapsed:.0f} s")
+            self.since, self.last = 0, now
+
+
 def _run(config: EvalConfig, console: Console) -> tuple[set[str], str]:
-    """Run the evaluation with a progress bar; the ids of the problems asked, and how figures were obtained."""
+    """Run the evaluation with progress; the ids of the problems asked, and how figures were obtained."""
     from eval import load_problems, run_eval
 
-    progress = _progress_bar(console)
+    interactive = console.is_terminal
+    progress = _progress_bar(console) if interactive else None
+    lines = ProgressLines(lambda text: print(text, file=sys.stderr, flush=True))
     tally = {"n": 0, "right": 0, "tokens": 0, "base_right": 0, "base_tokens": 0}
 
     def on_start(total: int, done: int) -> None:
+        if progress is None:
+            lines.start(total, done)
+            return
         progress.start()
         progress.add_task("eval", total=total, completed=done, stats=f"resuming: {done} on file" if done else "")
 
@@ -166,7 +219,10 @@ def _run(config: EvalConfig, console: Console) -> tuple[set[str], str]:
             tally["base_right"] += bool(record["baseline"]["correct"])
             tally["base_tokens"] += int(record["baseline"]["tokens"])
             stats += f"  | fixed acc {tally['base_right'] / tally['n']:.1%}  tokens {tally['base_tokens']:,}"
-        progress.update(progress.task_ids[0], advance=1, stats=stats)
+        if progress is None:
+            lines.update(tally["n"], stats)
+        else:
+            progress.update(progress.task_ids[0], advance=1, stats=stats)
 
     try:
         kind: Any = config.kind
@@ -175,7 +231,8 @@ def _run(config: EvalConfig, console: Console) -> tuple[set[str], str]:
             problems = problems[: config.limit]
         _, spec = run_eval(config, problems=problems, on_start=on_start, on_result=on_result)
     finally:
-        progress.stop()
+        if progress is not None:
+            progress.stop()
     return {p.id for p in problems}, spec.kind
 
 
@@ -200,9 +257,12 @@ def _finish(config: EvalConfig, ids: set[str], label: str, plots: bool, console:
     from eval import finalize, render_table
 
     summary = finalize(config.out, ids=ids, plots=plots)
-    Console().print(render_table(summary))
+    screen = Console()
+    (screen if screen.is_terminal else Console(width=160)).print(render_table(summary))
+    for warning in summary.get("warnings") or ():
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     files = ["results.jsonl", "summary.json"]
-    files += ["profile.jsonl"] if summary.get("profile_records") else []
+    files += [summary["calibration_file"]] if summary.get("calibration_file") else []
     console.print(escape(f"[{label}] results in {config.out}/: " + ", ".join(files + summary.get("plots", []))))
 
 

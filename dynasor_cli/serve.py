@@ -27,7 +27,14 @@ def serve(
     ] = None,
     model: Annotated[str | None, typer.Option(help="Upstream model for reasoning (default: the first listed).")] = None,
     policy: Annotated[str, typer.Option(help=POLICY_HELP)] = DEFAULT_POLICY,
-    config: Annotated[Path | None, typer.Option(help="Allocator (stop-rule) config, YAML or JSON.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--certaindex",
+            "--config",
+            help="Certaindex config (stop rules, YAML or JSON, as `dynasor calibrate` writes); default: bundled.",
+        ),
+    ] = None,
     max_queries: Annotated[int, typer.Option(help="Reasoning queries admitted at once (more: HTTP 429).")] = 256,
     max_samples: Annotated[int, typer.Option(help="Largest dynasor.max_samples a request may ask.")] = 64,
     max_tokens: Annotated[int, typer.Option(help="Largest max_tokens a request may ask.")] = 32768,

@@ -56,11 +56,13 @@ def parse_backend(
     profile: str = "h100-llama3-8b",
     seed: int = 0,
     api_key: str | None = None,
+    reextract: bool = False,
 ) -> BackendSpec:
     """Parse ``--backend``: ``sim``, ``replay:PATH`` (a trace file or bundled trace set) or a URL.
 
     ``sim`` replays ``dataset`` when it is itself a trace set, and draws synthetic samples
-    otherwise. Raises :class:`ConfigError` for anything else.
+    otherwise. ``reextract`` drops the traces' recorded answers (programs read the text).
+    Raises :class:`ConfigError` for anything else.
     """
     from dynasor.engine.sim import SimBackend
 
@@ -70,7 +72,7 @@ def parse_backend(
         if path is None:
             raise ConfigError(f"replay: no trace file or bundled trace set {name!r}")
         try:
-            traces = load_traces(path)
+            traces = load_traces(path, reextract=reextract)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
 

@@ -19,6 +19,12 @@ mbpp       code  427    MBPP sanitized (tests: ``test_list``)
 
 A recorded trace set (``math-qwen25``, ``humaneval_codet`` or a trace file, see
 :mod:`dynasor.engine.traces`) is a dataset too: its questions and references.
+
+Multiple choice (kind ``choice``): a local file with the question, its options (a list lettered
+A, B, ... or a ``{letter: text}`` mapping, in an ``options`` or ``choices`` column) and the
+answer (a letter in any dress, an option's text, or a 0-based index). The reference becomes the
+option letter, the options are listed under the question when it does not show them, and
+answers are graded and clustered by letter (:func:`certaindex.choice_key`).
 """
 
 from __future__ import annotations
@@ -30,17 +36,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from certaindex import choice_key, normalize_options
 from dynasor import ConfigError
 
 __all__ = [
     "BUNDLED",
+    "KINDS",
     "DatasetSpec",
     "Problem",
+    "choice_prompt",
     "entry_calls",
     "load_problems",
 ]
 
-Kind = Literal["math", "code"]
+Kind = Literal["math", "code", "choice"]
+KINDS: tuple[str, ...] = ("math", "code", "choice")
 
 DATA = Path(__file__).parent / "data"
 
@@ -193,6 +203,7 @@ BUNDLED: dict[str, DatasetSpec] = {
 # Column names tried, in order, when a local file comes without a field mapping.
 _DEFAULT_FIELDS: dict[str, tuple[str, ...]] = {
     "id": ("id", "task_id", "unique_id", "idx", "problem_id"),
+    "options": ("options", "choices"),
     "prompt": ("prompt", "problem", "question", "input"),
     "reference": ("reference", "answer", "gt", "solution", "target"),
     "tests": ("tests", "test"),
@@ -229,6 +240,8 @@ def _map_row(row: Mapping[str, Any], index: int, fields: Mapping[str, str], kind
     ident = pick("id")
     entry = pick("entry_point")
     tests = pick("tests")
+    if kind == "choice":
+        return _choice_problem(str(ident) if ident is not None else f"row-{index}", str(prompt), pick, row)
     reference = _number_text(pick("reference"))
     if kind == "math" and reference is not None and "####" in reference:
         reference = reference.rsplit("####", 1)[-1].strip().replace(",", "")
@@ -243,6 +256,44 @@ def _map_row(row: Mapping[str, Any], index: int, fields: Mapping[str, str], kind
         entry_point=None if entry is None else str(entry),
         examples=entry_calls(str(prompt), str(entry)) if kind == "code" and entry else (),
     )
+
+
+def _choice_problem(ident: str, question: str, pick: Callable[[str], Any], row: Mapping[str, Any]) -> Problem:
+    raw = pick("options")
+    if raw is None and all(c in row for c in "AB"):
+        raw = {c: row[c] for c in "ABCDEFGHIJ" if row.get(c) is not None}  # one column per option
+    try:
+        options = normalize_options(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{ident}: options: {exc}") from None
+    if not options:
+        raise ConfigError(f"{ident}: a multiple-choice row needs its options (an options/choices column)")
+    return Problem(
+        ident, choice_prompt(question, options), "choice", _choice_reference(pick("reference"), options),
+        meta={"options": options},
+    )  # fmt: skip
+
+
+def choice_prompt(question: str, options: Mapping[str, str]) -> str:
+    """The question with its options listed under it, unless it already shows them.
+
+    >>> print(choice_prompt("Capital of France?", {"A": "Rome", "B": "Paris"}))
+    Capital of France?
+    (A) Rome
+    (B) Paris
+    """
+    if all(f"({letter})" in question or f"{letter})" in question for letter in options):
+        return question
+    return question.rstrip() + "\n" + "\n".join(f"({letter}) {text}" for letter, text in options.items())
+
+
+def _choice_reference(raw: Any, options: Mapping[str, str]) -> str | None:
+    """The reference's option letter: an integer is a 0-based index, anything else a letter or option text."""
+    if raw is None:
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < len(options):
+        return list(options)[raw]
+    return choice_key(str(raw), options)
 
 
 def _is_trace_file(path: Path) -> bool:
@@ -274,6 +325,8 @@ def _from_traces(path: str | Path, kind: Kind | None) -> list[Problem]:
     from dynasor.engine.traces import load_traces
 
     records = load_traces(path)
+    if kind is None and any(r.options for r in records):
+        kind = "choice"
     kind = kind or _trace_kind([r.id for r in records], [r.meta for r in records])
     code_sets: dict[str, Problem] = {}
     if kind == "code":
@@ -285,6 +338,11 @@ def _from_traces(path: str | Path, kind: Kind | None) -> list[Problem]:
         known = code_sets.get(record.id)
         if known is not None:
             problems.append(known)
+        elif kind == "choice":
+            options = dict(record.options)
+            reference = _choice_reference(record.reference, options) if options else choice_key(record.reference)
+            prompt = choice_prompt(record.prompt, options) if options else record.prompt
+            problems.append(Problem(record.id, prompt, kind, reference, meta={"trace": True, "options": options}))
         else:
             problems.append(Problem(record.id, record.prompt, kind, record.reference, meta={"trace": True}))
     return problems
@@ -321,8 +379,9 @@ def load_problems(
         keys ``id``, ``prompt``, ``reference``, ``tests``, ``entry_point``. Unmapped keys are
         looked up under common column names.
     kind:
-        ``math`` or ``code`` (default: the bundled set's, ``code`` when a ``tests`` column is
-        mapped or present, else ``math``).
+        ``math``, ``code`` or ``choice`` (default: the bundled set's; for files ``code`` when a
+        ``tests`` column is mapped or present, ``choice`` when an ``options``/``choices`` column
+        is, else ``math``; for trace sets ``choice`` when the traces carry options).
     limit:
         Keep the first ``limit`` problems.
 
@@ -353,8 +412,11 @@ def load_problems(
                 ) from exc
             mapping = dict(fields or {})
             if kind is None:
-                has_tests = "tests" in mapping or any(c in rows[0] for c in _DEFAULT_FIELDS["tests"]) if rows else False
-                kind = "code" if has_tests else "math"
+                has = {
+                    name: bool(rows) and (name in mapping or any(c in rows[0] for c in _DEFAULT_FIELDS[name]))
+                    for name in ("tests", "options")
+                }
+                kind = "code" if has["tests"] else "choice" if has["options"] else "math"
             problems = [_map_row(row, i, mapping, kind) for i, row in enumerate(rows)]
     ids = [p.id for p in problems]
     if len(set(ids)) != len(ids):

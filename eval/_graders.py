@@ -1,4 +1,5 @@
-"""Graders: is an answer right? Math through math-verify, code by running it against tests.
+"""Graders: is an answer right? Math through math-verify, multiple choice by option letter, code
+by running it against tests.
 
 Math answers go through :class:`certaindex.Equivalence` (canonical keys and exact numbers
 first, math-verify in a killable worker for the rest). Code runs in the OS sandbox of
@@ -21,11 +22,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from certaindex import Equivalence, extract_answer, extract_code
+from certaindex import Equivalence, choice_key, extract_answer, extract_code, extract_option
 from eval._datasets import Problem
 from eval._sandbox import Check, CheckRun, Limits, run_checks
 
-__all__ = ["CodeGrader", "Grade", "MathGrader", "candidate_program", "shared_math_grader"]
+__all__ = ["CodeGrader", "Grade", "MathGrader", "candidate_program", "grade_choice", "shared_math_grader"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,26 @@ class MathGrader:
 
     def close(self) -> None:
         self.equivalence.close()
+
+
+def grade_choice(problem: Problem, answer: str | None) -> Grade:
+    """Grade a multiple-choice answer: its option letter against the reference's.
+
+    ``answer`` is a letter in any dress (``C``, ``(c)``, ``\\text{(C)}``), an option's text or
+    value, or a whole response (the choice it states is read from it).
+
+    >>> p = Problem("q", "Capital of France?", "choice", "B", meta={"options": {"A": "Rome", "B": "Paris"}})
+    >>> grade_choice(p, "(b)").correct, grade_choice(p, "Paris").correct, grade_choice(p, "the answer is A").status
+    (True, True, 'wrong')
+    """
+    options = problem.meta.get("options") or None
+    if answer is None or problem.reference is None:
+        return Grade(False, "no-answer")
+    letter = choice_key(answer, options) or choice_key(extract_option(answer, options), options)
+    if letter is None:
+        return Grade(False, "no-answer")
+    same = letter == choice_key(problem.reference, options)
+    return Grade(same, "ok" if same else "wrong")
 
 
 _SHARED: MathGrader | None = None

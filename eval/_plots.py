@@ -1,7 +1,8 @@
 """PNG plots of an evaluation run (matplotlib, Agg backend: no display needed).
 
-- ``pareto.png``: accuracy against mean tokens per query over the threshold sweep, the Pareto
-  front, the fixed budget, the early-exit run and the oracle stop;
+- ``pareto.png``: accuracy against mean tokens per query over the threshold sweep (every
+  minimum sample count and threshold), the Pareto front, the fixed budget, the early-exit run
+  and the two oracles (first-correct, final-answer);
 - ``savings.png``: histogram of per-query token savings of early exit against the fixed budget;
 - ``trajectories.png``: certaindex after each report, for queries answered right and wrong.
 
@@ -48,15 +49,20 @@ def _pareto(plt: Any, path: Path, summary: Mapping[str, Any], label: str) -> Pat
         [100 * p["accuracy"] for p in sweep],
         s=10,
         color="0.7",
-        label="threshold sweep (min step 1-4)",
+        label="sweep: threshold x minimum samples",
     )
     front = summary["pareto"]
     ax.plot([p["tokens_mean"] for p in front], [100 * p["accuracy"] for p in front], "-o", ms=3, label="Pareto front")
-    fixed, early, orc = summary["fixed_budget"], summary["early_exit"], summary.get("oracle")
+    fixed, early = summary["fixed_budget"], summary["early_exit"]
     ax.scatter([fixed["tokens_mean"]], [100 * fixed["accuracy"]], marker="s", s=60, color="k", label="fixed budget")
     ax.scatter([early["tokens_mean"]], [100 * early["accuracy"]], marker="D", s=60, color="C3", label="early exit")
-    if orc:
-        ax.scatter([orc["tokens_mean"]], [100 * orc["accuracy"]], marker="*", s=160, color="C2", label="oracle stop")
+    for key, marker, color, name in (
+        ("first_correct_oracle", "*", "C2", "first-correct oracle"),
+        ("final_answer_oracle", "P", "C4", "final-answer oracle"),
+    ):
+        orc = summary.get(key)
+        if orc:
+            ax.scatter([orc["tokens_mean"]], [100 * orc["accuracy"]], marker=marker, s=120, color=color, label=name)
     ax.set_xlabel("mean completion tokens per query")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{label}: accuracy vs tokens")
@@ -102,7 +108,7 @@ def _trajectories(
         right = bool(arm["correct"])
         dx, dy = rng.uniform(-0.08, 0.08), rng.uniform(-0.015, 0.015)
         ax.plot(
-            [p["step"] + dx for p in traj],
+            [p["samples"] + dx for p in traj],
             [p["value"] + dy for p in traj],
             color="C2" if right else "C3",
             alpha=0.25,
@@ -114,7 +120,7 @@ def _trajectories(
     if rule.get("threshold") is not None:
         ax.axhline(rule["threshold"], color="k", ls="--", lw=1, label=f"threshold {rule['threshold']}")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_xlabel("report (step)")
+    ax.set_xlabel("samples drawn")
     ax.set_ylabel("certaindex")
     ax.set_ylim(-0.05, 1.05)
     arm_name = "fixed-budget" if records and records[0].get("baseline") else "early-exit"

@@ -1,17 +1,27 @@
 """The batch evaluator: runs a dataset through the runtime, grades, writes resumable results.
 
-Each query runs in up to two *arms*: ``early`` (the configured Certaindex stop rules) and,
+Each query runs in up to two *arms*: ``early`` (the configured Certaindex stop rule) and,
 with ``compare_baseline``, ``fixed`` (the same program and knobs, no early exit). Both arms
-use their own runtime and backend; on replay they draw the same recorded samples in the same
-order, so the early-exit run is exactly a prefix of the fixed one. Every certaindex report
-is graded too (was the answer at that step right?), which is what the threshold sweep, the
-oracle stop and the calibration records are computed from.
+use their own runtime and backend. On replay they draw the same recorded samples in the same
+order; on a real engine a program with per-sample seeds (``sc``) asks for seed ``s + i`` for
+its ``i``-th sample, ``s`` drawn from the run's seed and the query's id, so both arms draw the
+same samples there too (each sample's text digest is recorded, and the report checks it).
+Either way the early-exit run is a prefix of the fixed one.
+
+A program that keeps its samples' answer clusters (``sc``) has every sample recorded: its
+cluster, its answer's grade (one grade per cluster), its tokens; the reports, the calibration
+traces and the sweep replay those with :func:`certaindex.replay`. Every certaindex report is
+graded too (was the answer at that step right?), for programs without per-sample answers.
+
+The program's knobs start from the stop rule's (:func:`dynasor.allocator.rule_knobs`: rounds of
+the rule's round size, its measure and abstentions) and the answer kind of the dataset; the
+knobs given explicitly win.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -19,16 +29,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from algorithms import make_program
+from algorithms import ALGORITHMS, make_program
 from algorithms.protocol import Completion, Program
 from dynasor import Budget, ConfigError, Query, QueryResult
-from dynasor.allocator import AllocatorConfig
+from dynasor.allocator import AllocatorConfig, rule_knobs
 from dynasor.engine.base import Scorer
 from dynasor.runtime import Runtime
 from dynasor.sched import DEFAULT_POLICY
 from eval._backends import BackendSpec, parse_backend
 from eval._datasets import Problem, load_problems
-from eval._graders import CodeGrader, candidate_program, shared_math_grader
+from eval._graders import CodeGrader, candidate_program, grade_choice, shared_math_grader
 from eval._programs import KeyedSelfConsistency, chosen_completion
 from eval._results import ResultsFile
 
@@ -51,8 +61,8 @@ class EvalConfig:
     model: str | None = None
     policy: str = DEFAULT_POLICY
     """Gang policy, a name or a spec with knobs (``dynasor:aging=0.5``)."""
-    allocator: AllocatorConfig | None = None
-    """Stop rules of the early-exit arm (None: the bundled defaults)."""
+    certaindex: AllocatorConfig | None = None
+    """Stop rules of the early-exit arm (None: the bundled ones, :meth:`AllocatorConfig.bundled`)."""
     limit: int | None = None
     concurrency: int = 8
     out: Path = Path("runs/eval")
@@ -66,15 +76,25 @@ class EvalConfig:
     grade_timeout: float = 10.0
     unsafe_exec: bool = False
     """Run model-written code without isolation where the sandbox is unavailable (never silently)."""
+    reextract: bool = False
+    """Replay: read every sample's answer from its text, ignoring the answers the trace recorded."""
     api_key: str | None = None
     scorer: str | None = "auto"
     """Reward scorer behind ``ctx.score`` (``mcts``, ``rebase``, reward votes): a name of
     :data:`dynasor.scorers.SCORERS`, ``auto`` (recorded rewards on replay, the synthetic scorer
     on ``sim``, none on an engine URL) or None."""
 
+    @property
+    def rules(self) -> AllocatorConfig:
+        return self.certaindex or AllocatorConfig.bundled()
+
+    @property
+    def rule(self) -> Any:
+        """The early-exit arm's stop rule (a :class:`certaindex.StopRule`)."""
+        return self.rules.rule_for(self.algorithm)
+
     def fingerprint(self) -> dict[str, Any]:
         """What must match for a run to resume into an existing results file."""
-        allocator = self.allocator or AllocatorConfig.bundled()
         return {
             "dataset": self.dataset,
             "algorithm": self.algorithm,
@@ -82,20 +102,19 @@ class EvalConfig:
             "backend": self.backend,
             "model": self.model,
             "policy": self.policy,
-            "allocator": _rules_fingerprint(allocator),
+            "rule": self.rule.to_dict(),
+            "deadline_guard": self.rules.deadline_guard,
             "compare_baseline": self.compare_baseline,
             "seed": self.seed,
             "kind": self.kind,
             "fields": dict(self.fields),
             "scorer": self.scorer,
+            "reextract": self.reextract,
         }
 
-
-def _rules_fingerprint(allocator: AllocatorConfig) -> dict[str, Any]:
-    """The stop rules as JSON (the proxy's effort levels play no part in an eval)."""
-    rules = json.loads(json.dumps(dataclasses.asdict(allocator), default=str))
-    rules.pop("effort", None)
-    return dict(rules)
+    def knobs(self) -> dict[str, Any]:
+        """The program's knobs: the stop rule's, then the ones given (which win)."""
+        return rule_knobs(self.algorithm, self.rule) | dict(self.params)
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -110,9 +129,8 @@ class Evaluator:
         self.results = results
         self.math = shared_math_grader()
         self.code = CodeGrader(timeout=config.grade_timeout, unsafe_exec=config.unsafe_exec)
-        allocator = config.allocator or AllocatorConfig.bundled()
         self.arms: dict[str, Runtime] = {
-            "early": Runtime(backend.make(), policy=config.policy, allocator=allocator, scorer=self._scorer())
+            "early": Runtime(backend.make(), policy=config.policy, allocator=config.rules, scorer=self._scorer())
         }
         if config.compare_baseline:
             # No thresholds: the program runs to its full budget.
@@ -183,7 +201,7 @@ class Evaluator:
         query = Query(
             _query_prompt(problem),
             self.config.algorithm,
-            dict(self.config.params),
+            self._params(problem),
             budget=Budget(),
             id=problem.id,
         )
@@ -204,10 +222,56 @@ class Evaluator:
                 }
             )
         correct = await self._correct(problem, result.answer, chosen_completion(program), result.output)
-        return _arm_record(result, correct, trajectory)
+        record = _arm_record(result, correct, trajectory)
+        record.update(await self._samples(problem, program))
+        return record
+
+    async def _samples(self, problem: Problem, program: Program) -> dict[str, Any]:
+        """Every sample of a program that keeps its answer clusters: cluster, answer, grade, tokens, digest.
+
+        One grade per cluster (its first sample's answer), so a cluster is right or wrong as a whole.
+        """
+        completions = getattr(program, "completions", None)
+        labels = getattr(program, "labels", None)
+        answers = getattr(program, "keys", None) or getattr(program, "answers", None)
+        if not (isinstance(completions, list) and isinstance(labels, list) and isinstance(answers, list)):
+            return {}
+        if not completions or not len(completions) == len(labels) == len(answers):
+            return {}
+        first: dict[int, int] = {}
+        for i, label in enumerate(labels):
+            if label is not None:
+                first.setdefault(int(label), i)
+        program_answers = getattr(program, "answers", answers)
+        extracted = [i for i, c in enumerate(completions) if "answer" not in c.meta]
+        grades = {
+            label: await self._correct(problem, program_answers[i], completions[i], None) for label, i in first.items()
+        }
+        return {
+            "sample_labels": [None if label is None else int(label) for label in labels],
+            "sample_answers": [None if label is None else _short(answers[first[int(label)]]) for label in labels],
+            "sample_correct": [label is not None and grades[int(label)] for label in labels],
+            "sample_tokens": [int(c.completion_tokens) for c in completions],
+            "sample_digests": [_digest(c.text) for c in completions],
+            "extracted": len(extracted),
+            "extracted_missing": sum(program_answers[i] is None for i in extracted),
+        }
+
+    def _params(self, problem: Problem) -> dict[str, Any]:
+        """The program's knobs for ``problem``: the run's, the dataset's answer kind, per-sample seeds."""
+        params = self.config.knobs()
+        knobs = _knob_names(self.config.algorithm)
+        if problem.kind == "choice" and "answer_kind" in knobs:
+            params.setdefault("answer_kind", "choice")
+            if "options" in knobs and problem.meta.get("options"):
+                params.setdefault("options", dict(problem.meta["options"]))
+        if "seed" in knobs and "seed" not in self.config.params:
+            # The same seeds in both arms: sample i of this query is the same sample in each.
+            params["seed"] = _query_seed(self.config.seed, problem.id)
+        return params
 
     def _program(self, problem: Problem) -> Program:
-        params = dict(self.config.params)
+        params = self._params(problem)
         try:
             if problem.kind == "code" and self.config.algorithm == "sc" and self.backend.synthetic is None:
                 program = KeyedSelfConsistency(**params)
@@ -245,6 +309,8 @@ class Evaluator:
             return (await self._blocking(self.math.grade, target, answer)).correct
         if problem.kind == "math":
             return (await self._blocking(self.math.grade, problem, answer)).correct
+        if problem.kind == "choice":
+            return grade_choice(problem, answer if answer else output).correct
         if chosen is not None and chosen.meta.get("correct") is not None:
             return bool(chosen.meta["correct"])
         if problem.tests is None:
@@ -264,6 +330,21 @@ def _query_prompt(problem: Problem) -> str:
     if problem.kind == "code" and problem.entry_point and f"def {problem.entry_point}" in problem.prompt:
         return f"Complete the following Python function.\n\n```python\n{problem.prompt.rstrip()}\n```"
     return problem.prompt
+
+
+def _knob_names(algorithm: str) -> set[str]:
+    factory = ALGORITHMS.get(algorithm)
+    return set(getattr(factory, "__dataclass_fields__", {}))
+
+
+def _query_seed(seed: int, query_id: str) -> int:
+    """A query's base seed, from the run's seed and the query's id (stable across processes)."""
+    digest = hashlib.blake2b(f"{seed}:{query_id}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x3FFFFFFF
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=6).hexdigest()
 
 
 def _short(answer: str | None, limit: int = 300) -> str | None:
@@ -328,6 +409,7 @@ def run_eval(
         profile=config.profile,
         seed=config.seed,
         api_key=config.api_key,
+        reextract=config.reextract,
     )
     if problems is None:
         kind: Any = config.kind
@@ -337,8 +419,10 @@ def run_eval(
     if config.limit is not None:
         problems = problems[: config.limit]
     _check_algorithm(config)
+    _check_rounds(config)
+    backend_info = {"kind": backend.kind, "label": backend.label, "same_samples": backend.same_samples}
     run_file.write_text(
-        json.dumps({"config": fingerprint, "backend": {"kind": backend.kind, "label": backend.label}}, indent=2),
+        json.dumps({"config": fingerprint, "backend": backend_info, "tokens": _token_counts(backend)}, indent=2),
         encoding="utf-8",
     )
     results = ResultsFile(out / "results.jsonl")
@@ -367,7 +451,21 @@ def run_eval(
         raise
     if evaluator.failed:
         logger.warning("%d queries failed on the engine and were not recorded; re-run to retry", len(evaluator.failed))
+    results.sort([p.id for p in problems])
     return results, backend
+
+
+def _token_counts(backend: BackendSpec) -> dict[str, Any]:
+    """Whether the run's token counts are exact, and where they come from."""
+    if backend.traces is not None:
+        approx = sum(not s.tokens_exact for r in backend.traces for s in r.samples)
+        if approx:
+            total = sum(len(r.samples) for r in backend.traces)
+            return {"exact": False, "how": f"approximated from the text for {approx} of {total} recorded samples"}
+        return {"exact": True, "how": "recorded with the traces"}
+    if backend.kind == "simulated":
+        return {"exact": True, "how": "drawn by the simulated source"}
+    return {"exact": True, "how": "counted by the engine"}
 
 
 def _with_traces(problems: list[Problem], traces: list[Any]) -> list[Problem]:
@@ -387,6 +485,20 @@ def _with_traces(problems: list[Problem], traces: list[Any]) -> list[Problem]:
 
 def _check_algorithm(config: EvalConfig) -> None:
     try:
-        make_program(config.algorithm, config.params)
+        make_program(config.algorithm, config.knobs())
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _check_rounds(config: EvalConfig) -> None:
+    """Warn when the program's rounds do not end where the rule checks (it then stops a round late)."""
+    rounds = config.knobs().get("samples_per_round")
+    rule = config.rule
+    if rounds is not None and rule.threshold is not None and int(rounds) % rule.round_size:
+        logger.warning(
+            "rounds of %s samples, but the stop rule checks every %d: a stop the rule makes inside a round "
+            "happens at the round's end (pass --samples-per-round %d to match)",
+            rounds,
+            rule.round_size,
+            rule.round_size,
+        )

@@ -24,7 +24,7 @@ class GrowingVote(Program):
 
 
 async def main() -> None:
-    rules = AllocatorConfig({"growing": StopRule(measure="entropy", threshold=0.7, min_step=1)})
+    rules = AllocatorConfig({"growing": StopRule("entropy", 0.7)})
     runtime = Runtime(SimBackend("h100-llama3-8b", SyntheticSource(seed=0)), allocator=rules)
     for i in range(3):
         r = await runtime.run(Query(f"Question {i}?", "growing", id=f"q{i}"), GrowingVote())

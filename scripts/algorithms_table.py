@@ -73,7 +73,7 @@ def workloads() -> list[Workload]:
             synthetic_scorer,
             {"max_samples": 8, "samples_per_round": 2},
             {},
-            StopRule(measure="entropy", threshold=0.7, min_step=2),
+            StopRule("entropy", 0.7, min_samples=4, round_size=2, abstentions="distinct"),
             "entropy >= 0.7 from round 2",
         ),
         Workload(
@@ -83,7 +83,7 @@ def workloads() -> list[Workload]:
             replay_scorer,
             {"max_samples": 8, "samples_per_round": 2, **sigmoid},
             {},
-            StopRule(measure="reward_max", threshold=0.98),
+            StopRule("reward_max", 0.98),
             "best sigmoid(reward) >= 0.98",
         ),
         Workload(
@@ -91,9 +91,9 @@ def workloads() -> list[Workload]:
             "simulated chains (synthetic source, 400-4000 tokens), probe every 64 tokens",
             lambda seed: SyntheticChainSource(seed=seed),
             synthetic_scorer,
-            {"preset": "mid", "max_tokens": 8192},
+            {"window": 3, "chunk_tokens": 64, "max_tokens": 8192},
             {"probes": False},
-            StopRule(measure="probe", threshold=1.0),
+            StopRule("probe", 1.0),
             "3 agreeing probes (preset mid)",
         ),
         Workload(
@@ -101,9 +101,9 @@ def workloads() -> list[Workload]:
             f"replay, {TRACES} chains (one sample per query), probes derived from the recorded text",
             lambda seed: ReplayChainSource(TRACES, seed=seed),
             synthetic_scorer,
-            {"preset": "mid", "max_tokens": 8192},
+            {"window": 3, "chunk_tokens": 64, "max_tokens": 8192},
             {"probes": False},
-            StopRule(measure="probe", threshold=1.0),
+            StopRule("probe", 1.0),
             "3 agreeing probes every 64 tokens (preset mid)",
         ),
         Workload(
@@ -113,8 +113,8 @@ def workloads() -> list[Workload]:
             synthetic_scorer,
             {"iterations": 6, "width": 4},
             {},
-            StopRule(measure="mcts", threshold=0.6, min_step=2),
-            "tree certaindex >= 0.6 from iteration 2",
+            StopRule("mcts", 0.6, min_samples=5),
+            "tree certaindex >= 0.6 past the first expansion",
         ),
         Workload(
             "mcts",
@@ -123,8 +123,8 @@ def workloads() -> list[Workload]:
             replay_scorer,
             {"iterations": 6, "width": 4, **sigmoid},
             {},
-            StopRule(measure="mcts", threshold=0.6, min_step=2),
-            "tree certaindex >= 0.6 from iteration 2",
+            StopRule("mcts", 0.6, min_samples=5),
+            "tree certaindex >= 0.6 past the first expansion",
         ),
         Workload(
             "rebase",
@@ -133,8 +133,8 @@ def workloads() -> list[Workload]:
             synthetic_scorer,
             {"width": 8},
             {},
-            StopRule(measure="rebase", threshold=0.8, min_step=2),
-            "tree certaindex >= 0.8 from depth 2",
+            StopRule("rebase", 0.8, min_samples=9),
+            "tree certaindex >= 0.8 past the first depth",
         ),
     ]
 

@@ -63,6 +63,7 @@ def convert(raw: dict, subjects: dict[str, str] | None = None) -> dict:
         "samples": samples,
         "level": level_number(raw.get("level")),
         "subject": (subjects or {}).get(problem_key(raw["question"])),
+        "tokens_approx": True,  # approx_tokens above: the source records no counts
     }
 
 

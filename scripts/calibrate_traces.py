@@ -26,11 +26,21 @@ from pathlib import Path
 import yaml
 
 import certaindex as cx
-from dynasor_cli.calibrate import render_config, render_report
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "dynasor" / "data" / "traces"
-ALLOCATOR_DEFAULTS = ROOT / "dynasor" / "data" / "presets.yaml"
+EARLIER_DEFAULT = {"measure": "entropy", "threshold": 0.7, "min_step": 2}
+"""The allocator's bundled sc rule when this evidence was made (the shipped rule is now certified:
+``certaindex/data/certaindex.yaml``)."""
+
+
+def render_config(choice: cx.RuleChoice, source: str) -> str:
+    """The chosen rule of the earlier calibration, as YAML with a header saying how it was made."""
+    return f"# {source}: {choice.statement}\n" + yaml.safe_dump({choice.algorithm: choice.config()}, sort_keys=False)
+
+
+def render_report(choice: cx.RuleChoice, source: str) -> str:
+    return "\n".join([f"Calibration from {source}.", *choice.report_lines()]) + "\n"
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=ROOT / "build" / "calibration")
     args = parser.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    default_rule = yaml.safe_load(ALLOCATOR_DEFAULTS.read_text())["sc"]
+    default_rule = EARLIER_DEFAULT
     eq = cx.Equivalence()
     lines = []
     for ts in SETS:
@@ -120,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             lines.append(
                 row(
-                    f"{direction} allocator default",
+                    f"{direction} earlier default",
                     bundled,
                     f"{default_rule['measure']} >= {default_rule['threshold']} from step {default_rule['min_step']}",
                 )
@@ -136,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 tag = f"{ts.path.stem.split('.')[0]}_{direction[0]}_{bound}_{target:g}_{len(measures or ())}"
                 source = f"{ts.path.name} half {direction[0]} (replay)"
-                (args.out_dir / f"{tag}.yaml").write_text(render_config([choice], source))
-                (args.out_dir / f"{tag}.txt").write_text(render_report([choice], source))
+                (args.out_dir / f"{tag}.yaml").write_text(render_config(choice, source))
+                (args.out_dir / f"{tag}.txt").write_text(render_report(choice, source))
                 if choice.measure is None:
                     o = full
                 else:

@@ -52,7 +52,7 @@ def test_library_example_runs_on_the_sim_engine() -> None:
         source = SyntheticSource(seed=1)
         source.set_difficulty("easy", 0.0)
         source.set_difficulty("hard", 1.0)
-        config = AllocatorConfig({"vote": StopRule(measure="entropy", threshold=0.6, min_step=2)})
+        config = AllocatorConfig({"vote": StopRule("entropy", 0.6, min_samples=8)})
         runtime = Runtime(SimBackend(source=source), allocator=config)
         results = [await runtime.run(Query("What is 6 x 7?", "vote", id=q)) for q in ("easy", "hard")]
         await runtime.aclose()

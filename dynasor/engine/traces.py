@@ -1,24 +1,27 @@
-"""Recorded multi-sample traces (the trace format of the design doc).
+"""Recorded multi-sample traces, as the simulated engine replays them.
 
-JSONL, one question a line::
+The file format and its reader are certaindex's (:func:`certaindex.read_traces`, the one reader
+of the trace format)::
 
-    {"id", "prompt", "reference", "samples": [{"text", "answer", "tokens", "correct", "score",
-     "probes": [{"at_token", "answer"}]}]}
+    {"id", "prompt", "reference", "options", "samples": [{"text", "answer", "tokens", "correct", "score"}]}
 
-All sample fields but ``text`` or ``answer`` are optional. ``.jsonl.gz`` files are read too.
+Here a trace becomes a :class:`TraceRecord` the replay source draws from: token counts are the
+recorded ones, else approximated from the text (``tokens_exact`` says which), and a sample's
+recorded ``answer`` (``null`` included: a recorded abstention) travels with the replayed
+completion, so programs score what the trace recorded rather than re-reading the text (a trace
+whose samples are programs records their behaviour there). ``reextract=True`` drops the recorded
+answers: the text is all a program sees. ``.jsonl.gz`` files are read too.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from certaindex import approx_tokens
+from certaindex import Trace, approx_tokens, read_traces
 
 __all__ = ["TraceRecord", "TraceSample", "bundled_traces", "load_traces"]
 
@@ -31,24 +34,10 @@ class TraceSample:
     """Completion tokens (recorded, or approximated from the text when the trace has none)."""
     correct: bool | None = None
     score: float | None = None
-    probes: tuple[Mapping[str, Any], ...] = ()
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> TraceSample:
-        text = str(raw.get("text") or "")
-        answer = raw.get("answer")
-        if not text and answer is None:
-            raise ValueError("a trace sample needs 'text' or 'answer'")
-        tokens = raw.get("tokens")
-        score = raw.get("score")
-        return cls(
-            text=text,
-            answer=None if answer is None else str(answer),
-            tokens=int(tokens) if tokens is not None else max(approx_tokens(text), 1),
-            correct=raw.get("correct"),
-            score=None if score is None else float(score),
-            probes=tuple(raw.get("probes") or ()),
-        )
+    recorded: bool = False
+    """The trace recorded this sample's ``answer`` (``None`` then is a recorded abstention)."""
+    tokens_exact: bool = True
+    """``tokens`` was recorded (False: approximated from the text)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,42 +47,43 @@ class TraceRecord:
     reference: str | None
     samples: tuple[TraceSample, ...]
     meta: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict)
+    """A multiple-choice question's options, by letter (empty for other questions)."""
+
+    @property
+    def tokens_exact(self) -> bool:
+        return all(s.tokens_exact for s in self.samples)
 
     @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> TraceRecord:
-        known = {"id", "prompt", "reference", "samples"}
-        samples = tuple(TraceSample.from_json(s) for s in raw.get("samples") or ())
+    def from_trace(cls, trace: Trace, *, reextract: bool = False) -> TraceRecord:
+        samples = []
+        for s in trace.samples:
+            exact = s.tokens is not None and not trace.tokens_approx
+            samples.append(
+                TraceSample(
+                    text=s.text,
+                    answer=s.answer,
+                    tokens=s.tokens if s.tokens is not None else max(approx_tokens(s.text), 1),
+                    correct=s.correct,
+                    score=s.score,
+                    recorded=s.has_answer and not reextract,
+                    tokens_exact=exact,
+                )
+            )
         if not samples:
-            raise ValueError(f"trace record {raw.get('id')!r} has no samples")
-        reference = raw.get("reference")
-        return cls(
-            id=str(raw["id"]),
-            prompt=str(raw["prompt"]),
-            reference=None if reference is None else str(reference),
-            samples=samples,
-            meta={k: v for k, v in raw.items() if k not in known},
-        )
+            raise ValueError(f"trace record {trace.id!r} has no samples")
+        return cls(trace.id, trace.prompt, trace.reference, tuple(samples), trace.meta, trace.options)
 
 
-def _lines(path: Path) -> Iterator[str]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        yield from handle
+def load_traces(path: str | Path, *, reextract: bool = False) -> list[TraceRecord]:
+    """Read a trace file; a bundled trace set can be named instead of a path (``math-qwen25``).
 
-
-def load_traces(path: str | Path) -> list[TraceRecord]:
-    """Read a trace file; a bundled trace set can be named instead of a path (``math-qwen25``)."""
+    Raises :class:`certaindex.TraceError` (a ValueError naming the file and line) for a malformed file.
+    """
     resolved = Path(path)
     if not resolved.exists():
         resolved = bundled_traces(str(path))
-    records = []
-    for number, line in enumerate(_lines(resolved), 1):
-        if line.strip():
-            try:
-                records.append(TraceRecord.from_json(json.loads(line)))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{resolved}:{number}: not a trace record ({exc})") from exc
-    return records
+    return [TraceRecord.from_trace(t, reextract=reextract) for t in read_traces(resolved)]
 
 
 def bundled_traces(name: str) -> Path:

@@ -41,13 +41,15 @@ class CertaindexOverride(BaseModel):
 
     measure: str | None = Field(None, description="Measure the rule reads (e.g. entropy, majority).")
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="Stop when certaindex >= threshold.")
-    min_step: int | None = Field(None, ge=1, description="First step (1-based) at which the threshold applies.")
+    min_samples: int | None = Field(None, ge=1, description="Samples drawn before the threshold applies.")
+    round_size: int | None = Field(None, ge=1, description="Samples between two checks.")
+    abstentions: Literal["ignore", "class", "distinct"] | None = None
     hopeless_threshold: float | None = Field(None, ge=0.0, le=1.0)
     hopeless_after: int | None = Field(None, ge=1)
     hopeless_action: Literal["stop", "demote"] | None = None
 
     def changes(self) -> dict[str, Any]:
-        """The fields the client set, as :meth:`AllocatorConfig.with_rule` keywords."""
+        """The fields the client set, as changes to a :class:`certaindex.StopRule`."""
         return self.model_dump(exclude_unset=True)
 
 

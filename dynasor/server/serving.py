@@ -28,7 +28,7 @@ from typing import Any
 from algorithms import ALGORITHMS, make_program
 from algorithms.protocol import Program
 from dynasor._exceptions import ConfigError, QueueFull
-from dynasor._presets import StopRule
+from dynasor._presets import StopRule, changed_rule
 from dynasor._query import Budget, Query, QueryResult
 from dynasor._state import ExitReason
 from dynasor.engine.base import EngineRequest
@@ -170,15 +170,20 @@ class ReasoningService:
     def _stop_rule(self, opts: DynasorOptions, accepted: set[str], params: dict[str, Any]) -> StopRule | None:
         """The query's own stop rule when the request asks for one (None: the configured rule).
 
-        An effort level goes to a program with levels of its own (CoT's ``preset``); for others
-        it sets fields of the algorithm's rule, and an explicit ``certaindex`` object wins over it.
+        An effort level goes to a program with levels of its own (an ``effort`` knob, or CoT's
+        window and chunk from the presets' ``effort_knobs``); for others it sets fields of the
+        algorithm's rule, and an explicit ``certaindex`` object wins over it.
         """
         config = self.runtime.allocator.config
         changes: dict[str, Any] = {}
         if opts.effort is not None:
             knob = next((k for k in _EFFORT_KNOBS if k in accepted), None)
+            knobs = config.knobs_for_effort(opts.algorithm, opts.effort)
             if knob is not None:
                 params.setdefault(knob, opts.effort)
+            elif knobs is not None:  # levels that are program knobs (cot's window and chunk), from the presets
+                for name, value in knobs.items():
+                    params.setdefault(name, value)
             else:
                 changes.update(config.effort_changes(opts.effort))
         if opts.certaindex is not None:
@@ -186,7 +191,7 @@ class ReasoningService:
         if not changes:
             return None
         try:
-            return config.rule_for(opts.algorithm).changed(**changes)
+            return changed_rule(config.rule_for(opts.algorithm), changes, algorithm=opts.algorithm)
         except (ConfigError, TypeError, ValueError) as exc:
             raise ServingError(400, f"bad certaindex rule: {exc}", param="dynasor.certaindex") from exc
 

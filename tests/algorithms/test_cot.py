@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from algorithms import PRESETS, make_program
-from dynasor import Budget, ExitReason
+from algorithms import make_program
+from dynasor import AllocatorConfig, Budget, ExitReason
 from dynasor.allocator import StopRule
 from dynasor.engine.sim import ReplayChainSource, SyntheticChainSource
 from tests.algorithms.helpers import rules, run_query
@@ -23,15 +23,22 @@ def chain_tokens(source: SyntheticChainSource, qid: str) -> int:
     return next(c.tokens for q, c in source._chains.items() if q == qid)
 
 
-@pytest.mark.parametrize(("preset", "expected"), sorted(PRESETS.items()))
-def test_presets_set_window_and_chunk(preset, expected):
-    program = make_program("cot", {"preset": preset})
+# Dynasor-CoT's saving-effort levels as (window N, chunk tokens T), as in its reference code; they
+# live in the presets file, the one place thresholds and presets live.
+REFERENCE_LEVELS = {"mild": (8, 64), "low": (5, 64), "mid": (3, 64), "high": (2, 64), "crazy": (2, 32)}
+
+
+@pytest.mark.parametrize(("level", "expected"), sorted(REFERENCE_LEVELS.items()))
+def test_effort_levels_set_window_and_chunk(level, expected):
+    knobs = AllocatorConfig.bundled().knobs_for_effort("cot", level)
+    assert knobs is not None
+    program = make_program("cot", knobs)
     assert (program.window, program.chunk_tokens) == expected
 
 
-def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="crazy"):
-        make_program("cot", {"preset": "extreme"})
+def test_the_program_holds_no_levels_of_its_own():
+    with pytest.raises(ValueError, match="preset"):
+        make_program("cot", {"preset": "mid"})
 
 
 def test_an_easy_chain_exits_early_with_a_closed_answer_block():

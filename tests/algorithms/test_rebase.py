@@ -15,7 +15,7 @@ from dynasor.runtime import Runtime
 from dynasor.scorers import ReplayScorer, SyntheticScorer
 from tests.algorithms.helpers import gangs, rules, run_query, vrun
 
-REBASE_RULE = rules(rebase=StopRule(measure="rebase", threshold=0.8, min_step=2))
+REBASE_RULE = rules(rebase=StopRule("rebase", 0.8, min_samples=9))
 
 
 def steps(seed: int, difficulty: float) -> SyntheticStepSource:

@@ -14,7 +14,7 @@ from dynasor.engine.sim import ReplaySource, SyntheticSource
 from dynasor.runtime import Runtime
 from tests.algorithms.helpers import ScriptedSource, gangs, rules, run_query, vrun
 
-SC_RULE = rules(sc=StopRule(measure="entropy", threshold=0.7, min_step=2))
+SC_RULE = rules(sc=StopRule("entropy", 0.7, min_samples=4, round_size=2, abstentions="distinct"))
 
 
 def synthetic(qid: str, difficulty: float, **kwargs: float) -> SyntheticSource:

@@ -17,7 +17,7 @@ from dynasor.engine.sim import CostProfile, FixedSource, ReplaySource, SimBacken
 from dynasor.runtime import Runtime
 from tests.dynasor.fakes import FakeBackend
 
-SC_STOP = AllocatorConfig({"sc": StopRule(measure="entropy", threshold=0.7, min_step=2)})
+SC_STOP = AllocatorConfig({"sc": StopRule("entropy", 0.7, min_samples=4, round_size=2, abstentions="distinct")})
 NO_STOP = AllocatorConfig()
 PROFILE = CostProfile("test", 0.01, 0.001, 1e-6, 1e-5, max_num_seqs=64, kv_tokens=1_000_000)
 
@@ -117,7 +117,7 @@ def test_stop_aborts_in_flight_sub_requests() -> None:
 
     async def main() -> tuple[QueryResult, int, int]:
         backend = SimBackend(PROFILE, FixedSource(5000))
-        runtime = Runtime(backend, allocator=AllocatorConfig({"p": StopRule(threshold=0.5)}))
+        runtime = Runtime(backend, allocator=AllocatorConfig({"p": StopRule("entropy", 0.5)}))
         result = await runtime.run(Query("x", "p"), ProbeWhileDecoding())
         after_stop = backend.engine.tokens_generated
         await asyncio.sleep(100)  # the engine would have finished the long requests by now
@@ -157,7 +157,7 @@ def test_nothing_outlives_a_stopped_query(how: str) -> None:
     async def main() -> tuple[QueryResult | None, set[str], int, tuple[int, int], Runtime]:
         backend = SimBackend(PROFILE, FixedSource(5000))
         # Room for the long gang and one short request: the second long gang waits in the queue.
-        runtime = Runtime(backend, allocator=AllocatorConfig({"p": StopRule(threshold=0.5)}), capacity=Capacity(3))
+        runtime = Runtime(backend, allocator=AllocatorConfig({"p": StopRule("entropy", 0.5)}), capacity=Capacity(3))
         query = Query(
             "x",
             "p",
@@ -226,7 +226,7 @@ def test_deadline_ends_the_query_with_best_answer() -> None:
 
 
 def test_hopeless_stop() -> None:
-    config = AllocatorConfig({"s": StopRule(threshold=0.9, hopeless_threshold=0.2, hopeless_after=2)})
+    config = AllocatorConfig({"s": StopRule("entropy", 0.9, hopeless_threshold=0.2, hopeless_after=4)})
 
     async def main() -> QueryResult:
         return await Runtime(FakeBackend(), allocator=config).run(Query("x", "s"), Scripted([0.1, 0.1, 0.1]))
@@ -361,7 +361,7 @@ def test_deadline_guard_ignores_the_wait_before_dispatch() -> None:
 
 def test_demotion_still_honours_the_step_cap() -> None:
     config = AllocatorConfig(
-        {"s": StopRule(threshold=0.9, hopeless_threshold=0.5, hopeless_after=1, hopeless_action="demote")}
+        {"s": StopRule("entropy", 0.9, hopeless_threshold=0.5, hopeless_after=1, hopeless_action="demote")}
     )
 
     async def main() -> QueryResult:

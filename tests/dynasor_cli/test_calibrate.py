@@ -1,13 +1,16 @@
-"""``dynasor calibrate`` end to end: records or traces in, an allocator config out."""
+"""``dynasor calibrate`` end to end: traces or profiling records in, a Certaindex config out."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
+import certaindex as cx
 from certaindex import ProfilingRecord, write_records
 from dynasor.allocator import AllocatorConfig
 from dynasor_cli import app
@@ -15,63 +18,95 @@ from dynasor_cli import app
 runner = CliRunner()
 
 
+def _traces(path: Path, n: int, samples: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps({"id": f"q{q}", "samples": samples}) + "\n" for q in range(n)))
+    return path
+
+
+AGREE = [{"answer": "4", "tokens": 50, "correct": True}] * 6
+
+
+def test_a_certified_rule_is_a_config_eval_and_the_allocator_load(tmp_path: Path) -> None:
+    data, out, report = _traces(tmp_path / "t.jsonl", 900, AGREE), tmp_path / "rules.yaml", tmp_path / "report.txt"
+    result = runner.invoke(app, ["calibrate", str(data), "--bound", "2", "--out", str(out), "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "promise: accuracy loss vs the full budget <= 2 pt with probability >= 0.95" in result.output
+    rule = AllocatorConfig.load(out).rule_for("sc")
+    assert rule.threshold is not None and rule.certification is not None and rule.certification.bound == 0.02
+    assert rule.certification.queries == 900 and "t (900)" in rule.certification.data
+    raw = yaml.safe_load(out.read_text())["sc"]
+    for field in ("measure", "threshold", "min_samples", "round_size", "answer_kind", "abstentions"):
+        assert field in raw  # the whole rule, nothing to add by hand
+    assert "min_step" not in raw and raw["measure"] in cx.ALGORITHM_MEASURES["sc"]
+    assert "samples saved" in report.read_text()
+
+
+def test_an_uncertifiable_bound_writes_the_full_budget_and_says_why(tmp_path: Path) -> None:
+    data, out = _traces(tmp_path / "t.jsonl", 20, AGREE), tmp_path / "rules.yaml"
+    result = runner.invoke(app, ["calibrate", str(data), "--bound", "0.5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "cannot certify" in result.output and "promise: none" in result.output
+    assert AllocatorConfig.load(out).rule_for("sc").threshold is None  # never stops early
+
+
+def test_a_point_estimate_is_never_called_a_bound(tmp_path: Path) -> None:
+    mixed = [{"answer": "4", "tokens": 50, "correct": True}] * 3 + [{"answer": "5", "tokens": 50, "correct": False}]
+    data, out = _traces(tmp_path / "t.jsonl", 30, mixed), tmp_path / "rules.yaml"
+    result = runner.invoke(app, ["calibrate", str(data), "--point-estimate", "--bound", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "promise: no bound: point-estimate" in result.output
+    assert "harm-rate bound" not in result.output and "<= 1 pt with probability" not in result.output
+    rule = AllocatorConfig.load(out).rule_for("sc")
+    assert rule.certification is not None and rule.certification.bound is None
+
+
+def test_several_bounds_certify_the_tightest_they_can(tmp_path: Path) -> None:
+    data, out = _traces(tmp_path / "t.jsonl", 300, AGREE), tmp_path / "rules.yaml"
+    args = ["calibrate", str(data), "--bound", "0.5", "--bound", "5", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    cert = AllocatorConfig.load(out).rule_for("sc").certification
+    assert cert is not None and cert.bound == 0.05 and "tightest of 2 bounds" in cert.method
+
+
 def _records(n: int) -> list[ProfilingRecord]:
     return [
-        ProfilingRecord(f"q{q}", "sc", s, s, 100 * s, {"entropy": s / 4, "beta": 0.5}, "7", True, True)
+        ProfilingRecord(f"q{q}", "sc", s, s, 100 * s, {"entropy": s / 4, "reward_mean": 0.99}, "7", True, True)
         for q in range(n)
         for s in (1, 2, 3, 4)
     ]
 
 
-def test_writes_a_config_the_allocator_loads(tmp_path: Path) -> None:
-    records, out, report = tmp_path / "r.jsonl", tmp_path / "config.yaml", tmp_path / "report.txt"
-    write_records(_records(400), records)
-    result = runner.invoke(
-        app,
-        ["calibrate", str(records), "--target-loss", "2", "--out", str(out), "--report", str(report)],
-    )
+def test_profiling_records_and_a_measure_sc_cannot_produce(tmp_path: Path) -> None:
+    records, out = tmp_path / "profile.jsonl", tmp_path / "rules.yaml"
+    write_records(_records(900), records)
+    result = runner.invoke(app, ["calibrate", str(records), "--bound", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    text = out.read_text()
-    assert text.startswith("# written by dynasor calibrate:")
-    assert "Clopper-Pearson" in text.splitlines()[0]
-    raw = yaml.safe_load(text)
-    assert raw["sc"]["measure"] in ("entropy", "beta")  # both are safe from step 1 here
-    assert raw["sc"]["expected_saving"] == 0.75
     rule = AllocatorConfig.load(out).rule_for("sc")
-    assert rule.measure == raw["sc"]["measure"] and rule.min_step == 1 and rule.threshold is not None
-    assert "tokens saved" in report.read_text()
+    assert rule.measure == "entropy" and rule.threshold is not None  # reward_mean would stop sooner: sc has none
+    refused = runner.invoke(app, ["calibrate", str(records), "--measure", "reward_mean", "--out", str(out)])
+    assert refused.exit_code == 2 and "sc cannot produce reward_mean" in refused.output
 
 
-def test_uncertifiable_target_writes_never_stop(tmp_path: Path) -> None:
-    records, out = tmp_path / "r.jsonl", tmp_path / "config.yaml"
-    write_records(_records(20), records)
-    result = runner.invoke(app, ["calibrate", str(records), "--target-loss", "0.5", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    assert "cannot certify" in result.output
-    rule = AllocatorConfig.load(out).rule_for("sc")
-    assert rule.threshold is None  # the allocator never stops early
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ({"id": "q0", "answers": ["4"]}, "no 'samples' list"),
+        ({"id": "q0", "samples": [{"tokens": 3}]}, "neither 'text' nor 'answer'"),
+        ({"query_id": "q0", "step": 1}, "profiling record lacks"),
+    ],
+)
+def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path: Path, line: dict[str, Any], message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    result = runner.invoke(app, ["calibrate", str(path), "--out", str(tmp_path / "o.yaml")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)
 
 
-def test_from_traces(tmp_path: Path) -> None:
-    traces, out, saved = tmp_path / "t.jsonl", tmp_path / "config.yaml", tmp_path / "records.jsonl"
-    rows = [
-        {"id": f"q{q}", "samples": [{"text": "", "answer": "4", "tokens": 50, "correct": True}] * 4} for q in range(10)
-    ]
-    traces.write_text("\n".join(json.dumps(r) for r in rows))
-    result = runner.invoke(
-        app,
-        ["calibrate", str(traces), "--from-traces", "--bound", "none", "--out", str(out),
-         "--save-records", str(saved), "--measure", "entropy"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert len(saved.read_text().splitlines()) == 40
-    raw = yaml.safe_load(out.read_text())
-    assert raw["sc"]["measure"] == "entropy"
-    assert raw["sc"]["expected_saving"] > 0.5
-
-
-def test_bad_bound(tmp_path: Path) -> None:
-    records = tmp_path / "r.jsonl"
-    write_records(_records(2), records)
-    result = runner.invoke(app, ["calibrate", str(records), "--bound", "hoeffding"])
-    assert result.exit_code != 0
+def test_bad_options(tmp_path: Path) -> None:
+    data = _traces(tmp_path / "t.jsonl", 2, AGREE)
+    assert runner.invoke(app, ["calibrate", str(data), "--method", "hoeffding"]).exit_code == 2
+    assert runner.invoke(app, ["calibrate", str(data), "--bound", "-1"]).exit_code == 2
+    assert runner.invoke(app, ["calibrate", str(data), "--kind", "essay"]).exit_code == 2

@@ -16,12 +16,23 @@ from typing import Any
 import looptime
 import pytest
 
+import certaindex as cx
 from algorithms import ALGORITHMS
 from dynasor import ConfigError, EngineUnavailable
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.base import EngineRequest
 from dynasor.engine.sim import Draft, FixedSource, SimBackend, Source
-from eval import BackendSpec, EvalConfig, Evaluator, Problem, ResultsFile, finalize, load_problems, run_eval, stop_index
+from eval import (
+    BackendSpec,
+    EvalConfig,
+    Evaluator,
+    Problem,
+    ResultsFile,
+    finalize,
+    fixed_trajectories,
+    load_problems,
+    run_eval,
+)
 
 SC = {"max_samples": 8, "samples_per_round": 2}
 STABLE = ("id", "answer", "correct", "tokens", "samples", "steps", "exit_reason")
@@ -36,43 +47,37 @@ def _stable(record: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(record[k] for k in STABLE) + tuple(record["baseline"][k] for k in STABLE[1:])
 
 
-def test_replay_early_exit_is_a_prefix_of_the_fixed_run(tmp_path: Path) -> None:
+def test_replay_early_exit_is_the_rule_replayed_on_the_fixed_run(tmp_path: Path) -> None:
     results, backend = run_eval(_config(tmp_path, limit=25))
     assert backend.kind == "replay" and len(results) == 25
     rule = AllocatorConfig.bundled().rule_for("sc")
     assert rule.threshold is not None
-    for record in results:
+    stopped_early = 0
+    for record, fixed_trajectory in zip(results, fixed_trajectories(results, rule), strict=True):
         fixed = record["baseline"]
         assert fixed["samples"] == 8 and fixed["exit_reason"] == "budget"
-        assert record["tokens"] <= fixed["tokens"]
-        # Same recorded samples in the same order: early exit stops where the rule says on
-        # the fixed trajectory, with the very same tokens and answer.
-        index = stop_index(fixed["trajectory"], rule.min_step, rule.threshold)
-        assert record["trajectory"] == fixed["trajectory"][: index + 1] or all(
-            {k: v for k, v in a.items() if k != "time"} == {k: v for k, v in b.items() if k != "time"}
-            for a, b in zip(record["trajectory"], fixed["trajectory"][: index + 1], strict=True)
-        )
-        assert record["tokens"] == fixed["trajectory"][index]["tokens"]
-        assert record["correct"] == fixed["trajectory"][index]["correct"]
+        # Same recorded samples in the same order: the early-exit arm drew a prefix of the fixed arm's ...
+        assert record["sample_digests"] == fixed["sample_digests"][: record["samples"]]
+        # ... and stopped where certaindex's stop_index stops the fixed arm's samples.
+        stop = cx.stop_index(rule, fixed_trajectory)
+        assert record["samples"] == fixed_trajectory.samples[stop.index]
+        assert record["tokens"] == fixed_trajectory.tokens[stop.index]
+        assert record["correct"] == fixed_trajectory.correct[stop.index]
+        stopped_early += stop.reason == "confident"
+    assert stopped_early > 10
     summary = finalize(tmp_path, plots=False)
-    assert summary["label"] == "replay"
+    assert summary["label"] == "replay" and summary["pairing"]["exact"]
     early, fixed_arm = summary["early_exit"], summary["fixed_budget"]
     assert early["tokens_total"] < fixed_arm["tokens_total"]
-    # The sweep at the configured rule reproduces the early-exit arm exactly.
-    at_rule = next(
-        p for p in summary["sweep"] if p["min_step"] == rule.min_step and abs(p["threshold"] - rule.threshold) < 1e-9
-    )
-    assert at_rule["accuracy"] == early["accuracy"]
-    assert at_rule["tokens_mean"] == early["tokens_mean"]
     same = summary["early_exit_on_fixed_samples"]
     assert same["accuracy"] == early["accuracy"] and same["tokens_mean"] == early["tokens_mean"]
-    # The profiling records feed calibration as they are.
-    import certaindex as cx
-
-    profile = cx.read_records(tmp_path / "profile.jsonl")
-    assert len(profile) == sum(len(r["baseline"]["trajectory"]) for r in results)
-    choice = cx.calibrate(cx.group_queries(profile)["sc"], algorithm="sc", target_loss=0.05, bound="none")
-    assert choice.algorithm == "sc" and choice.measure == "entropy"
+    assert same["samples_mean"] == early["samples_mean"]
+    assert summary["saving"]["samples"] == pytest.approx(1 - early["samples_mean"] / 8)
+    # The calibration traces eval writes replay to the very same figures through certaindex's reader.
+    traces = cx.read_traces(tmp_path / "traces.jsonl")
+    outcome = cx.replay(rule, cx.trajectories_from_traces(traces))
+    assert outcome.accuracy == early["accuracy"] and outcome.samples / outcome.n == early["samples_mean"]
+    assert outcome.full_accuracy == fixed_arm["accuracy"]
 
 
 def test_resume_after_a_crash_runs_only_the_missing_queries(tmp_path: Path) -> None:
@@ -167,7 +172,7 @@ def test_code_replay_uses_recorded_signatures(tmp_path: Path) -> None:
             tmp_path / "out",
             dataset=str(traces),
             backend=f"replay:{traces}",
-            params={"max_samples": 4, "samples_per_round": 4},
+            params={"max_samples": 4, "samples_per_round": 4, "measure": "entropy", "abstentions": "distinct"},
         )
     )
     (record,) = list(results)
@@ -206,7 +211,8 @@ def test_code_self_consistency_clusters_by_behaviour(tmp_path: Path) -> None:
         examples=("add(2, 3)",),
     )
     spec = BackendSpec("simulated", "test code source", True, lambda: SimBackend("h100-llama3-8b", _CodeSource()))
-    config = _config(tmp_path, dataset="unused", params={"max_samples": 3, "samples_per_round": 3})
+    params = {"max_samples": 3, "samples_per_round": 3, "measure": "entropy", "abstentions": "distinct"}
+    config = _config(tmp_path, dataset="unused", params=params)
     evaluator = Evaluator(config, spec, ResultsFile(tmp_path / "results.jsonl"))
     with asyncio.Runner(loop_factory=lambda: looptime.new_event_loop(start=0.0)) as runner:
         record = runner.run(evaluator.evaluate(problem))

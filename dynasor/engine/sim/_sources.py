@@ -78,7 +78,8 @@ class ReplaySource(Source):
     A query is matched to a record by its id, else by its prompt text containing the
     record's question, else (any other prompt) to a record chosen by hashing the prompt.
     When a query asks for more samples than were recorded, the samples are reshuffled and
-    drawn again (``meta["reused"]`` marks it).
+    drawn again (``meta["reused"]`` marks it). A sample's recorded answer rides along in
+    ``meta["answer"]`` (see :mod:`dynasor.engine.traces`).
     """
 
     def __init__(self, traces: str | Path | Sequence[TraceRecord], *, seed: int = 0) -> None:
@@ -128,6 +129,8 @@ class ReplaySource(Source):
             meta["score"] = sample.score
         if sample.correct is not None:
             meta["correct"] = sample.correct
+        if sample.recorded:
+            meta["answer"] = sample.answer  # the trace's own answer (None: it recorded none)
         text = sample.text or f"The answer is \\boxed{{{sample.answer}}}."
         return Draft(text, sample.tokens, meta=meta)
 

@@ -123,8 +123,8 @@ async def test_reasoning_async_completions_endpoint(sim_proxy):
 def test_per_request_certaindex_override_changes_when_queries_stop(sim_proxy):
     url, _ = sim_proxy
     c = client(url)
-    never = {"dynasor": {"algorithm": "sc", "max_samples": 6, "certaindex": {"threshold": 1.0, "min_step": 3}}}
-    eager = {"dynasor": {"algorithm": "sc", "max_samples": 6, "certaindex": {"threshold": 0.0, "min_step": 1}}}
+    never = {"dynasor": {"algorithm": "sc", "max_samples": 6, "certaindex": {"threshold": 1.0, "min_samples": 6}}}
+    eager = {"dynasor": {"algorithm": "sc", "max_samples": 6, "certaindex": {"threshold": 0.0, "min_samples": 1}}}
     a = c.chat.completions.create(model="m", messages=PROMPT, extra_body=never).usage.model_extra["dynasor"]
     b = c.chat.completions.create(model="m", messages=PROMPT, extra_body=eager).usage.model_extra["dynasor"]
     assert b["exit_reason"] == "confident" and b["steps"] == 1 and b["samples"] == 2

@@ -90,17 +90,18 @@ def test_completions_prompt_is_text(service):
 @pytest.mark.parametrize("effort", LEVELS)
 def test_effort_sets_the_stop_rule_and_certaindex_overrides_it(service, effort):
     rule = service.plan("chat", chat(effort=effort)).query.certaindex
-    assert (rule.threshold, rule.min_step) == (EFFORT[effort]["threshold"], EFFORT[effort]["min_step"])
+    assert (rule.threshold, rule.min_samples) == (EFFORT[effort]["threshold"], EFFORT[effort]["min_samples"])
     assert rule.measure == service.runtime.allocator.config.rule_for("sc").measure  # the rest is sc's
     rule = service.plan("chat", chat(effort=effort, certaindex={"threshold": 0.33})).query.certaindex
-    assert (rule.threshold, rule.min_step) == (0.33, EFFORT[effort]["min_step"])
+    assert (rule.threshold, rule.min_samples) == (0.33, EFFORT[effort]["min_samples"])
     # The server-wide rule is untouched.
     assert service.runtime.allocator.config.rule_for("sc").threshold != 0.33
 
 
 def test_effort_goes_to_a_program_with_levels_of_its_own(service):
     plan = service.plan("chat", chat(algorithm="cot", effort="high"))
-    assert plan.query.params["preset"] == "high"
+    knobs = AllocatorConfig.bundled().knobs_for_effort("cot", "high")
+    assert knobs and all(plan.query.params[k] == v for k, v in knobs.items())
     assert plan.query.certaindex is None  # the program's levels, not a stop-rule preset
 
 
@@ -108,17 +109,21 @@ def test_efforts_are_ordered_from_least_to_most_eager():
     assert list(typing.get_args(Effort)) == LEVELS == list(AllocatorConfig.bundled().effort)
     presets = list(EFFORT.values())
     assert [p["threshold"] for p in presets] == sorted((p["threshold"] for p in presets), reverse=True)
-    assert [p["min_step"] for p in presets] == sorted((p["min_step"] for p in presets), reverse=True)
+    assert [p["min_samples"] for p in presets] == sorted((p["min_samples"] for p in presets), reverse=True)
 
 
 async def test_per_query_override_only_applies_to_its_query(service):
-    strict = service.plan("chat", chat(certaindex={"threshold": 0.0, "min_step": 1}, max_samples=8))
-    plain = service.plan("chat", chat(certaindex=None, max_samples=4))
-    first = await service.run(strict)
-    second = await service.run(plain)
+    # FixedSource answers carry no boxed answer: every sample abstains. Counted as one "no answer"
+    # class they agree at once; counted apart they never do.
+    eager = {"threshold": 0.0, "min_samples": 1, "abstentions": "class"}
+    never = {"threshold": 1.0, "abstentions": "distinct", "hopeless_threshold": None}
+    first = await service.run(service.plan("chat", chat(certaindex=eager, max_samples=8)))
+    second = await service.run(service.plan("chat", chat(certaindex=never, max_samples=8)))
+    plain = service.plan("chat", chat(certaindex=None, max_samples=8))
     assert first.exit_reason == "confident" and first.steps == 1
-    assert second.samples == 4  # FixedSource answers carry no boxed answer: never confident
-    assert (strict.query.certaindex.threshold, plain.query.certaindex) == (0.0, None)
+    assert second.exit_reason == "budget" and second.samples == 8
+    configured = service.runtime.allocator.config.rule_for("sc")
+    assert plain.query.certaindex is None and service.runtime.allocator.rule_for(plain.query) is configured
 
 
 async def test_cot_streams_reasoning_text_and_ends_early(make_proxy, sim_settings, thought_algorithm):
@@ -130,7 +135,9 @@ async def test_cot_streams_reasoning_text_and_ends_early(make_proxy, sim_setting
                 messages=PROMPT,
                 stream=True,
                 stream_options={"include_usage": True},
-                extra_body={"dynasor": {"algorithm": thought_algorithm, "certaindex": {"threshold": 0.9}}},
+                extra_body={
+                    "dynasor": {"algorithm": thought_algorithm, "certaindex": {"measure": "probe", "threshold": 0.9}}
+                },
             )
             chunks = [ch async for ch in stream]
     texts = [ch.choices[0].delta.content for ch in chunks if ch.choices and ch.choices[0].delta.content]
