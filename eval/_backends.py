@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dynasor import ConfigError
 from dynasor.engine.base import Backend
-from dynasor.engine.sim import ReplaySource, Source, SyntheticSource
+from dynasor.engine.sim import Source
 from dynasor.engine.traces import TraceRecord, bundled_traces, load_traces
 
 __all__ = ["BackendSpec", "parse_backend"]
@@ -32,7 +32,7 @@ class BackendSpec:
     make: Callable[[], Backend]
     traces: list[TraceRecord] | None = None
     """Recorded traces behind a replay backend (for recorded answers and correctness)."""
-    synthetic: SyntheticSource | None = None
+    synthetic: Source | None = None
     """The synthetic source of a ``sim`` backend (its references replace the dataset's)."""
     same_samples: bool = False
     """Both arms see the same samples (replay, seeded synthetic draws)."""
@@ -57,14 +57,24 @@ def parse_backend(
     seed: int = 0,
     api_key: str | None = None,
     reextract: bool = False,
+    algorithm: str = "sc",
 ) -> BackendSpec:
     """Parse ``--backend``: ``sim``, ``replay:PATH`` (a trace file or bundled trace set) or a URL.
 
-    ``sim`` replays ``dataset`` when it is itself a trace set, and draws synthetic samples
-    otherwise. ``reextract`` drops the traces' recorded answers (programs read the text).
-    Raises :class:`ConfigError` for anything else.
+    ``sim`` replays ``dataset`` when it is itself a trace set, and draws synthetic content
+    otherwise. Either way the content is the kind ``algorithm`` reads (samples, a chain of
+    thought continued in chunks, or reasoning steps), as ``dynasor bench`` gives it; an
+    algorithm the simulated engine has no content for is refused. ``reextract`` drops the
+    traces' recorded answers (programs read the text). Raises :class:`ConfigError` for anything else.
     """
-    from dynasor.engine.sim import SimBackend
+    from dynasor.engine.sim import SimBackend, content_kind, source_for
+
+    simulated = spec == "sim" or spec.startswith("replay:")
+    if simulated:
+        try:
+            content_kind(algorithm)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     if spec.startswith("replay:") or (spec == "sim" and dataset is not None and _trace_file(dataset)):
         name = spec.removeprefix("replay:") if spec.startswith("replay:") else str(dataset)
@@ -77,8 +87,7 @@ def parse_backend(
             raise ConfigError(str(exc)) from exc
 
         def make_replay() -> Backend:
-            source: Source = ReplaySource(traces, seed=seed)
-            return SimBackend(profile, source, model=f"replay:{path.name}")
+            return SimBackend(profile, source_for(algorithm, traces=traces, seed=seed), model=f"replay:{path.name}")
 
         return BackendSpec(
             "replay",
@@ -89,14 +98,14 @@ def parse_backend(
             same_samples=True,
         )
     if spec == "sim":
-        synthetic = SyntheticSource(seed=seed)
+        synthetic = source_for(algorithm, seed=seed)
 
         def make_sim() -> Backend:
-            return SimBackend(profile, SyntheticSource(seed=seed), model="dynasor-sim")
+            return SimBackend(profile, source_for(algorithm, seed=seed), model="dynasor-sim")
 
         return BackendSpec(
             "simulated",
-            f"synthetic difficulty source (seed {seed}), cost profile {profile}",
+            f"synthetic {content_kind(algorithm)} (seed {seed}), cost profile {profile}",
             True,
             make_sim,
             synthetic=synthetic,

@@ -410,6 +410,7 @@ def run_eval(
         seed=config.seed,
         api_key=config.api_key,
         reextract=config.reextract,
+        algorithm=config.algorithm,
     )
     if problems is None:
         kind: Any = config.kind

@@ -68,7 +68,12 @@ SIBLING_ARROWS: dict[str, dict[str, set[str]]] = {
         "_stream": set(),
         "_client": {"_errors", "_request", "_stream"},
     },
-    "dynasor.engine.sim": {"_sources": set(), "_engine": {"_sources"}, "_reasoning": {"_sources"}},
+    "dynasor.engine.sim": {
+        "_sources": set(),
+        "_engine": {"_sources"},
+        "_reasoning": {"_sources"},
+        "_content": {"_sources", "_reasoning"},
+    },
     "dynasor.sched": {"gang": set(), "policy": {"gang"}, "scheduler": {"gang", "policy"}},
     "dynasor.server": {
         "protocol": set(),

@@ -4,10 +4,12 @@ The engine (:class:`SimEngine`, behind :class:`SimBackend`) models vLLM's iterat
 batching with a per-iteration cost profile (``profiles.json``), KV capacity, priority and
 preemption, in real or virtual time. A *source* decides what each request "generates":
 replayed traces (:class:`ReplaySource`, and per chunk or step for chain of thought and tree
-search), or synthetic difficulty models (:class:`SyntheticSource` and its reasoning variants).
+search), or synthetic difficulty models (:class:`SyntheticSource` and its reasoning variants);
+:func:`source_for` picks the kind a program reads (samples, a chain, or steps).
 Every figure produced on it is labelled simulated.
 """
 
+from dynasor.engine.sim._content import CONTENT_BY_ALGORITHM, ContentKind, content_kind, source_for
 from dynasor.engine.sim._engine import (
     CostProfile,
     SimBackend,
@@ -35,6 +37,8 @@ from dynasor.engine.sim._sources import (
 )
 
 __all__ = [
+    "CONTENT_BY_ALGORITHM",
+    "ContentKind",
     "CostProfile",
     "Difficulty",
     "Draft",
@@ -49,9 +53,11 @@ __all__ = [
     "SyntheticChainSource",
     "SyntheticSource",
     "SyntheticStepSource",
+    "content_kind",
     "continued_text",
     "load_profile",
     "profile_names",
     "prompt_blocks",
     "query_rng",
+    "source_for",
 ]
