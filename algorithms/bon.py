@@ -42,6 +42,7 @@ class BestOfN(Program):
     """Best-of-N / reward-weighted majority over reward-scored samples (module docs)."""
 
     name = "bon"
+    uses_scorer = True
     max_samples: int | None = 8
     samples_per_round: int = 4
     max_tokens: int = 2048

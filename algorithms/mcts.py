@@ -59,6 +59,7 @@ class MonteCarloTreeSearch(Program):
     """MCTS over reasoning steps, reward-evaluated, stopped by Certaindex (module docs)."""
 
     name = "mcts"
+    uses_scorer = True
     iterations: int = 6
     width: int = 4
     exploration: float = 1.0

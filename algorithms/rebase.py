@@ -78,6 +78,7 @@ class RewardBalancedSearch(Program):
     """REBASE over reasoning steps, stopped by Certaindex (module docs)."""
 
     name = "rebase"
+    uses_scorer = True
     width: int = 8
     balance_temperature: float = 0.2
     max_depth: int = 12

@@ -113,7 +113,8 @@ class Runtime:
         ``query.params``. ``on_event`` receives the program's progress events and a
         ``{"type": "report", ...}`` event per certaindex report.
         Raises :class:`QueueFull` when ``max_active`` queries are running, and
-        :class:`ConfigError` for an unknown algorithm or bad parameters.
+        :class:`ConfigError` for an unknown algorithm, bad parameters, or a program that scores
+        when no scorer is configured (refused before it runs).
         """
         if self.max_active is not None and len(self._active) >= self.max_active:
             raise QueueFull(f"{len(self._active)} queries active (limit {self.max_active})")
@@ -124,6 +125,8 @@ class Runtime:
                 program = make_program(query.algorithm, query.params)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
+        if program.uses_scorer and self.scorer is None:
+            raise ConfigError(f"{query.algorithm} needs a reward scorer, and none is configured")
         loop = asyncio.get_running_loop()
         run = _QueryRun(self, query, program, loop.time(), on_event)
         self._active[query.id] = run
@@ -317,7 +320,8 @@ class _QueryRun:
             raise
         except Exception as exc:
             logger.warning("query %s failed: %r", self.info.id, exc)
-            error = f"{type(exc).__name__}: {exc}"
+            cause = _first_leaf(exc)  # a task group's failure is its first child's
+            error = f"{type(cause).__name__}: {cause}"
             self.exit_reason = ExitReason.ERROR
         if self.exit_reason is None:
             spent = self.max_samples is not None and self.stats.samples >= self.max_samples
@@ -401,6 +405,12 @@ class _QueryRun:
         except Exception:
             logger.exception("%s.answer() failed", type(self.program).__name__)
             return None
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def _until_cancelled() -> None:

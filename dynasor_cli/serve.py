@@ -39,6 +39,47 @@ def serve(
     max_samples: Annotated[int, typer.Option(help="Largest dynasor.max_samples a request may ask.")] = 64,
     max_tokens: Annotated[int, typer.Option(help="Largest max_tokens a request may ask.")] = 32768,
     max_n: Annotated[int, typer.Option(help="Largest n a request may ask.")] = 16,
+    reward: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Reward scorer for programs that score (bon, mcts, rebase, sc with vote=reward); repeat to offer "
+            "several, the first the default (a request's dynasor.scorer picks another): 'logprob' (the engine's own "
+            "token probabilities, no second model), 'judge' (the served model grades), a reward server's URL "
+            "(vLLM --runner pooling), 'synthetic' (sim only), 'none'. Default 'auto': logprob, synthetic over sim."
+        ),
+    ] = None,
+    reward_endpoint: Annotated[
+        str, typer.Option(help="The reward server's endpoint: classify or pooling (vLLM).")
+    ] = "classify",
+    reward_model: Annotated[
+        str | None, typer.Option(help="The reward server's model (default: the first it lists).")
+    ] = None,
+    connect_timeout: Annotated[float, typer.Option(help="Seconds to open a connection to an upstream.")] = 5.0,
+    read_timeout: Annotated[
+        float, typer.Option(help="Longest silence from an upstream while waiting for its next bytes, in seconds.")
+    ] = 300.0,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Longest a request may take, in seconds: a plain one to its last byte (504, or an error event in a "
+            "stream), a reasoning one by default (its dynasor.deadline may be shorter, never longer)."
+        ),
+    ] = 600.0,
+    max_passthrough: Annotated[
+        int, typer.Option(help="Plain requests in flight at once (more: HTTP 429 with Retry-After).")
+    ] = 512,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body, in MiB (larger: HTTP 413).")] = 8.0,
+    health_interval: Annotated[
+        float, typer.Option(help="Seconds between health probes of each upstream (0: no probing).")
+    ] = 2.0,
+    eject_after: Annotated[
+        int,
+        typer.Option(help="Failed requests in a row that take a replica answering errors out (never the last)."),
+    ] = 3,
+    public_health: Annotated[
+        bool,
+        typer.Option(help="With --api-key: answer /health without the key (status only, no upstream details)."),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the OpenAI API: plain requests pass through, requests with a `dynasor` object reason."""
@@ -62,6 +103,17 @@ def serve(
             max_samples=max_samples,
             max_tokens=max_tokens,
             max_n=max_n,
+            reward=tuple(reward or ("auto",)),
+            reward_endpoint=reward_endpoint,  # type: ignore[arg-type]  # checked by the settings
+            reward_model=reward_model,
+            connect_timeout_s=connect_timeout,
+            read_timeout_s=read_timeout,
+            request_timeout_s=request_timeout,
+            max_passthrough=max_passthrough,
+            max_body_bytes=max(1, int(max_body_mb * 2**20)),
+            health_interval_s=health_interval,
+            eject_after=eject_after,
+            public_health=public_health,
         )
         if config is not None:
             from dynasor.allocator import AllocatorConfig

@@ -389,7 +389,7 @@ class SimResponder:
         for index, completion in enumerate(completions):
             yield shaper.chunk(completion.text, index=index)
             yield shaper.chunk(None if endpoint == "chat" else "", _finish(completion), index=index)
-        if (req.stream_options or {}).get("include_usage"):
+        if req.include_usage:
             yield shaper.side_chunk(usage=_usage(completions, req.n or 1))
         yield DONE
         self._done(endpoint, started)

@@ -1,17 +1,27 @@
-"""Request and response models of the proxy (pydantic).
+"""Request and response models of the proxy (pydantic): one validation for every path.
 
 Requests keep every field they do not declare (``extra="allow"``): a plain request is
 forwarded byte for byte, so these models only check what the proxy itself acts on
-(``stream``, ``n``, ``max_tokens`` and the ``dynasor`` object) and describe the API in
-the OpenAPI schema. The ``dynasor`` object is strict: a key that is neither one of its
-fields nor a knob of the chosen algorithm is rejected.
+(:class:`RequestFields`: ``stream``, ``n``, ``max_tokens``, ``temperature``, ...; the
+``dynasor`` object) and describe the API in the OpenAPI schema. The very same
+:class:`RequestFields` checks a plain request on its way upstream, one answered by the
+simulated engine and a reasoning one, so the three paths accept and refuse alike.
+
+Every field is strict: ``"12"`` is not an integer, ``1e12`` is not one either, ``"yes"`` is
+not a boolean, ``NaN`` is not a number. The ``dynasor`` object is strict too: a key that is
+neither one of its fields nor a knob of the chosen algorithm is rejected, and each knob is
+checked against the program's own type (:mod:`dynasor.server._knobs`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from certaindex import StopRule
 
 __all__ = [
     "CertaindexOverride",
@@ -21,6 +31,8 @@ __all__ = [
     "Effort",
     "ErrorDetail",
     "ErrorResponse",
+    "RequestFields",
+    "StreamOptions",
     "error_body",
     "validation_message",
 ]
@@ -34,39 +46,100 @@ class OpenAIBaseModel(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class CertaindexOverride(BaseModel):
-    """Per-request stop rule: overrides the configured rule of the query's algorithm."""
+class StreamOptions(OpenAIBaseModel):
+    """``stream_options``: the proxy reads ``include_usage``; other keys pass through."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow", strict=True)
 
-    measure: str | None = Field(None, description="Measure the rule reads (e.g. entropy, majority).")
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="Stop when certaindex >= threshold.")
-    min_samples: int | None = Field(None, ge=1, description="Samples drawn before the threshold applies.")
-    round_size: int | None = Field(None, ge=1, description="Samples between two checks.")
-    abstentions: Literal["ignore", "class", "distinct"] | None = None
-    hopeless_threshold: float | None = Field(None, ge=0.0, le=1.0)
-    hopeless_after: int | None = Field(None, ge=1)
-    hopeless_action: Literal["stop", "demote"] | None = None
+    include_usage: bool | None = None
+
+
+class RequestFields(BaseModel):
+    """The fields of a request the proxy acts on, checked alike on every path (others are ignored here)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: str | None = None
+    stream: bool = False
+    n: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1, description="Chat: wins over max_tokens.")
+    temperature: float | None = Field(None, ge=0.0, le=2.0, allow_inf_nan=False)
+    stream_options: StreamOptions | None = None
+
+    def token_cap(self) -> int | None:
+        """The per-choice token limit asked for (``max_completion_tokens`` first)."""
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options is not None and self.stream_options.include_usage)
+
+
+_RULE_HELP = {
+    "measure": "Measure the rule reads (one its algorithm reports: certaindex.ALGORITHM_MEASURES).",
+    "threshold": "Stop as confident when certaindex >= threshold (null: never early).",
+    "min_samples": "Samples drawn before the threshold applies.",
+    "round_size": "Samples between two checks.",
+}
+
+
+def _override_fields() -> dict[str, Any]:
+    """The request's stop-rule fields: those of :class:`certaindex.StopRule`, with its own types."""
+    hints = typing.get_type_hints(StopRule)
+    return {
+        f.name: (hints[f.name] | None, Field(None, description=_RULE_HELP.get(f.name, f"StopRule.{f.name}")))
+        for f in dataclasses.fields(StopRule)
+        if f.name not in _RULE_INTERNAL
+    }
+
+
+_RULE_INTERNAL = ("certification", "name")
+"""Fields of a stop rule a request does not set (what it was certified on, its report label)."""
+
+
+class _OverrideBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     def changes(self) -> dict[str, Any]:
         """The fields the client set, as changes to a :class:`certaindex.StopRule`."""
         return self.model_dump(exclude_unset=True)
 
 
+if typing.TYPE_CHECKING:
+    CertaindexOverride = _OverrideBase
+else:
+    CertaindexOverride = create_model(
+        "CertaindexOverride",
+        __base__=_OverrideBase,
+        __doc__=(
+            "Per-request stop rule: overrides the configured rule of the query's algorithm field by field. "
+            "The fields, their types and their bounds are certaindex.StopRule's own (the rule checks its values)."
+        ),
+        **_override_fields(),
+    )
+
+
 class DynasorOptions(BaseModel):
     """The ``dynasor`` object of a reasoning request.
 
-    Extra keys are the algorithm's knobs (``samples_per_round``, ``temperature``, ...); the
-    algorithm rejects the ones it does not have.
+    Extra keys are the algorithm's knobs (``samples_per_round``, ``temperature``, ...), each
+    checked against the program's own type and bounds; a key the program does not have is
+    rejected naming the valid ones.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     algorithm: str = Field("sc", description="Reasoning program: sc, cot, mcts, rebase, bon, ...")
     max_samples: int | None = Field(None, ge=1, description="Cap on generation calls of the query.")
     max_steps: int | None = Field(None, ge=1, description="Cap on certaindex reports (program steps).")
     max_total_tokens: int | None = Field(None, ge=1, description="Cap on completion tokens over all calls.")
-    deadline: float | None = Field(None, gt=0.0, description="Seconds by which the query must finish.")
+    deadline: float | None = Field(
+        None,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="Seconds by which the query must finish (at most the server's request timeout).",
+    )
     certaindex: CertaindexOverride | None = None
     effort: Effort | None = Field(None, description="Preset of how eagerly to stop (mild: least, crazy: most).")
     progress: bool = Field(True, description="Stream progress chunks (the `dynasor` chunk extension).")
@@ -79,13 +152,9 @@ class DynasorOptions(BaseModel):
 _MESSAGES = Field(..., min_length=1, description="Chat messages, OpenAI format.")
 
 
-class _Common(OpenAIBaseModel):
-    model: str | None = None
-    stream: bool = False
-    n: int | None = Field(None, ge=1)
-    max_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = None
-    stream_options: dict[str, Any] | None = None
+class _Common(RequestFields):
+    model_config = ConfigDict(extra="allow", strict=True)
+
     dynasor: DynasorOptions | None = Field(
         None, description="Present: run a reasoning program (Dynasor). Absent: plain pass-through."
     )
@@ -95,19 +164,12 @@ class ChatCompletionRequest(_Common):
     """``POST /v1/chat/completions``."""
 
     messages: list[dict[str, Any]] = _MESSAGES
-    max_completion_tokens: int | None = Field(None, ge=1)
-
-    def token_cap(self) -> int | None:
-        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
 class CompletionRequest(_Common):
     """``POST /v1/completions``."""
 
     prompt: str | list[str] = Field(..., description="Prompt text (a list: one prompt per choice).")
-
-    def token_cap(self) -> int | None:
-        return self.max_tokens
 
 
 class ErrorDetail(BaseModel):

@@ -155,9 +155,10 @@ async def _handle(
         data = parse_json(raw)
         if data.get("dynasor") is None and state.relay is not None:
             # Hot path: check only what the proxy acts on, forward the bytes untouched.
-            stream = state.check_plain(data)
+            fields = state.plain_fields(data)
+            state.check_limits(fields)
             relay = await _until_disconnect(
-                request, state.relay.forward("POST", request.url.path, raw, request.headers, stream=stream)
+                request, state.relay.forward("POST", request.url.path, raw, request.headers, stream=fields.stream)
             )
             response = _to_response(relay)
         else:

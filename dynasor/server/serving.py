@@ -19,7 +19,6 @@ The finishing chunk carries the query's summary in its ``dynasor`` object as wel
 from __future__ import annotations
 
 import asyncio
-import inspect
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -27,12 +26,15 @@ from typing import Any
 
 from algorithms import ALGORITHMS, make_program
 from algorithms.protocol import Program
+from certaindex import ALGORITHM_MEASURES, KNOWN_MEASURES
 from dynasor._exceptions import ConfigError, QueueFull
 from dynasor._presets import StopRule, changed_rule
 from dynasor._query import Budget, Query, QueryResult
 from dynasor._state import ExitReason
-from dynasor.engine.base import EngineRequest
+from dynasor.engine.base import EngineRequest, Scorer
 from dynasor.runtime import Runtime
+from dynasor.scorers import ScorerRouter
+from dynasor.server._knobs import TOKEN_KNOBS, KnobError, knob_model, validate_knobs
 from dynasor.server._passthrough import ServingError, unavailable
 from dynasor.server._settings import ServerSettings
 from dynasor.server._shapes import DONE, Endpoint, Shaper, sse
@@ -61,6 +63,8 @@ class ReasoningPlan:
     stream_text: bool
     progress: bool
     include_usage: bool
+    logprobs: int | None = None
+    """Top logprobs every sub-request asks for (what the query's reward scorer reads)."""
 
 
 def usage_block(result: QueryResult) -> dict[str, Any]:
@@ -115,38 +119,46 @@ class ReasoningService:
                 f"max_samples {opts.max_samples} exceeds this server's limit {limits.max_samples}",
                 param="dynasor.max_samples",
             )
-        accepted = _knobs(opts.algorithm)
         params = opts.knobs()
+        _check_measure(opts)
+        try:
+            validate_knobs(opts.algorithm, params)
+        except KnobError as exc:
+            raise ServingError(400, str(exc), param=f"dynasor.{exc.param}") from None
+        for name in TOKEN_KNOBS:
+            value = params.get(name)
+            if isinstance(value, int) and value > limits.max_tokens:
+                raise ServingError(
+                    400, f"{name} {value} exceeds this server's limit {limits.max_tokens}", param=f"dynasor.{name}"
+                )
+        accepted = set(knob_model(opts.algorithm).model_fields)
         cap = req.token_cap()
         if cap is not None and "max_tokens" in accepted:
             params.setdefault("max_tokens", cap)
         if req.temperature is not None and "temperature" in accepted:
             params.setdefault("temperature", req.temperature)
-        knob_tokens = params.get("max_tokens")
-        if isinstance(knob_tokens, int) and knob_tokens > limits.max_tokens:
-            raise ServingError(
-                400,
-                f"max_tokens {knob_tokens} exceeds this server's limit {limits.max_tokens}",
-                param="dynasor.max_tokens",
-            )
         if opts.max_samples is not None and "max_samples" in accepted:
             params.setdefault("max_samples", opts.max_samples)
         rule = self._stop_rule(opts, accepted, params)
         try:
             program = make_program(opts.algorithm, params)
         except (ValueError, TypeError) as exc:
-            raise ServingError(400, str(exc), param="dynasor") from exc
+            raise ServingError(400, str(exc), param=_knob_param(str(exc), params)) from exc
+        logprobs = self._scorer_logprobs(opts.algorithm, program, params)
         try:
             budget = Budget(max_samples=opts.max_samples, max_tokens=opts.max_total_tokens, max_steps=opts.max_steps)
         except ValueError as exc:
             raise ServingError(400, str(exc), param="dynasor") from exc
         prefix = "chatcmpl" if endpoint == "chat" else "cmpl"
+        deadline = opts.deadline
+        if limits.request_timeout_s is not None:
+            deadline = min(deadline or limits.request_timeout_s, limits.request_timeout_s)
         query = Query(
             prompt=_prompt(req),
             algorithm=opts.algorithm,
             params=params,
             budget=budget,
-            deadline=opts.deadline,
+            deadline=deadline,
             id=f"{prefix}-{uuid.uuid4().hex}",
             certaindex=rule,
         )
@@ -164,8 +176,37 @@ class ReasoningService:
             model=req.model or self.backend.model,
             stream_text=opts.algorithm in limits.streaming_algorithms,
             progress=opts.progress,
-            include_usage=bool((req.stream_options or {}).get("include_usage")),
+            include_usage=req.include_usage,
+            logprobs=logprobs,
         )
+
+    def _scorer_logprobs(self, algorithm: str, program: Program, params: Mapping[str, Any]) -> int | None:
+        """Refuse, before anything runs, a program that scores when no scorer can serve it.
+
+        Returns the logprobs its scorer needs the engine to send with each sample (None: none).
+        """
+        if not program.uses_scorer:
+            return None
+        scorer = self.runtime.scorer
+        if scorer is None:
+            raise ServingError(
+                400,
+                f"{algorithm} needs a reward scorer, and this server has none: start it with --reward logprob "
+                "(the engine's own token probabilities, no second model), --reward judge (the served model grades "
+                "each sample) or --reward URL (a vLLM-served reward model)",
+                param="dynasor.algorithm",
+            )
+        chosen: Scorer = scorer
+        if isinstance(scorer, ScorerRouter):
+            name = params.get("scorer") or scorer.default
+            if name not in scorer.scorers:
+                raise ServingError(
+                    400,
+                    f"Unknown scorer {name!r}: this server offers {', '.join(scorer.scorers)}",
+                    param="dynasor.scorer",
+                )
+            chosen = scorer.scorers[str(name)]
+        return chosen.needs_logprobs
 
     def _stop_rule(self, opts: DynasorOptions, accepted: set[str], params: dict[str, Any]) -> StopRule | None:
         """The query's own stop rule when the request asks for one (None: the configured rule).
@@ -193,7 +234,7 @@ class ReasoningService:
         try:
             return changed_rule(config.rule_for(opts.algorithm), changes, algorithm=opts.algorithm)
         except (ConfigError, TypeError, ValueError) as exc:
-            raise ServingError(400, f"bad certaindex rule: {exc}", param="dynasor.certaindex") from exc
+            raise ServingError(400, f"bad certaindex rule: {exc}", param=_rule_param(str(exc), changes)) from exc
 
     # -- running -------------------------------------------------------------------------
 
@@ -205,6 +246,8 @@ class ReasoningService:
             pool.bind(qid)
         except NoHealthyUpstream as exc:
             raise unavailable(exc) from None
+        if plan.logprobs is not None:
+            self.backend.logprobs[qid] = plan.logprobs
         try:
             result = await self.runtime.run(plan.query, plan.program, on_event=on_event)
         except QueueFull as exc:
@@ -212,8 +255,13 @@ class ReasoningService:
         finally:
             pool.release(qid)
             self.backend.taps.pop(qid, None)
+            self.backend.logprobs.pop(qid, None)
         if result.exit_reason is ExitReason.ERROR and not result.output:
             raise ServingError(502, f"upstream failed: {result.error}", "upstream_error")
+        if result.exit_reason is ExitReason.DEADLINE and not result.output:
+            raise ServingError(
+                504, f"no answer within the query's deadline ({plan.query.deadline:g} s)", "upstream_timeout"
+            )
         return result
 
     async def complete(self, plan: ReasoningPlan) -> dict[str, Any]:
@@ -294,10 +342,37 @@ def _prompt(req: ChatCompletionRequest | CompletionRequest) -> Any:
     return req.prompt[0]
 
 
-def _knobs(algorithm: str) -> set[str]:
-    factory = ALGORITHMS[algorithm]
-    try:
-        parameters = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return set()
-    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+def _check_measure(opts: DynasorOptions) -> None:
+    """400 for a stop rule reading a measure its algorithm never reports (it would never fire)."""
+    measure = opts.certaindex.changes().get("measure") if opts.certaindex is not None else None
+    if measure is None:
+        return
+    reported = ALGORITHM_MEASURES.get(opts.algorithm)
+    known = reported if reported is not None else sorted(KNOWN_MEASURES)
+    if measure not in known:
+        raise ServingError(
+            400,
+            f"certaindex measure {measure!r} is not one {opts.algorithm} reports (choose from {', '.join(known)})",
+            param="dynasor.certaindex.measure",
+        )
+
+
+def _rule_param(message: str, changes: Mapping[str, Any]) -> str:
+    """The ``param`` of a stop rule's complaint: the changed field it names first.
+
+    >>> _rule_param("rule for 'sc': threshold must lie in [0, 1], got 2", {"threshold": 2, "min_samples": 1})
+    'dynasor.certaindex.threshold'
+    """
+    found = [(at, name) for name in changes if (at := message.find(f"{name} ")) >= 0]
+    return f"dynasor.certaindex.{min(found)[1]}" if found else "dynasor.certaindex"
+
+
+def _knob_param(message: str, params: Mapping[str, Any]) -> str:
+    """The ``param`` of a program's own complaint: the knob its message starts with, if any.
+
+    >>> _knob_param("vote must be one of best, reward, got 'x'", {"vote": "x"}), _knob_param("no", {})
+    ('dynasor.vote', 'dynasor')
+    """
+    message = message.removeprefix("Bad parameters for ").partition(": ")[2] or message
+    first = message.split(" ", 1)[0]
+    return f"dynasor.{first}" if first in params else "dynasor"

@@ -12,6 +12,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pydantic import ValidationError
+
 from dynasor.allocator import Allocator, AllocatorConfig
 from dynasor.engine.base import Backend, Scorer
 from dynasor.engine.openai import OpenAIBackend, RetryPolicy
@@ -21,7 +23,7 @@ from dynasor.scorers import HttpRewardScorer, JudgeScorer, ScorerRouter, Synthet
 from dynasor.server._passthrough import ServingError, SimResponder, UpstreamRelay
 from dynasor.server._settings import ServerSettings
 from dynasor.server.metrics import ProxyMetrics
-from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest
+from dynasor.server.protocol import RequestFields, validation_message
 from dynasor.server.serving import ReasoningService
 from dynasor.server.upstreams import HealthMonitor, PooledBackend, Replica, UpstreamPool
 
@@ -128,37 +130,23 @@ class ProxyState:
     def _passthrough_done(self, path: str, seconds: float) -> None:
         self.metrics.passthrough_latency.labels(path).observe(seconds)
 
-    def check_limits(self, body: ChatCompletionRequest | CompletionRequest) -> None:
+    def plain_fields(self, data: dict[str, Any]) -> RequestFields:
+        """The fields of a request the proxy acts on, checked (400 naming the field); the rest is not parsed."""
+        try:
+            return RequestFields.model_validate(data)
+        except ValidationError as exc:
+            message, param = validation_message(exc.errors())
+            raise ServingError(400, message, param=param) from None
+
+    def check_limits(self, fields: RequestFields) -> None:
         """400 for ``n`` or ``max_tokens`` beyond the configured limits."""
         limits = self.settings
-        if body.n is not None and body.n > limits.max_n:
-            raise ServingError(400, f"n {body.n} exceeds this server's limit {limits.max_n}", param="n")
-        cap = body.token_cap()
-        if cap is not None and cap > limits.max_tokens:
-            raise ServingError(
-                400, f"max_tokens {cap} exceeds this server's limit {limits.max_tokens}", param="max_tokens"
-            )
-
-    def check_plain(self, data: dict[str, Any]) -> bool:
-        """Limits of a plain request read from its raw JSON (no model built); returns ``stream``."""
-        limits = self.settings
-        stream = data.get("stream", False)
-        if not isinstance(stream, bool):
-            raise ServingError(400, "stream must be a boolean", param="stream")
-        n = data.get("n")
-        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-            raise ServingError(400, "n must be a positive integer", param="n")
-        if n is not None and n > limits.max_n:
-            raise ServingError(400, f"n {n} exceeds this server's limit {limits.max_n}", param="n")
+        if fields.n is not None and fields.n > limits.max_n:
+            raise ServingError(400, f"n {fields.n} exceeds this server's limit {limits.max_n}", param="n")
         for name in ("max_tokens", "max_completion_tokens"):
-            cap = data.get(name)
-            if cap is None:
-                continue
-            if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
-                raise ServingError(400, f"{name} must be a positive integer", param=name)
-            if cap > limits.max_tokens:
+            cap = getattr(fields, name)
+            if cap is not None and cap > limits.max_tokens:
                 raise ServingError(400, f"{name} {cap} exceeds this server's limit {limits.max_tokens}", param=name)
-        return stream
 
     def sim_models(self) -> dict[str, Any]:
         """``/v1/models`` over the simulated engine."""

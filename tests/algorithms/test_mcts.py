@@ -7,7 +7,7 @@ import pytest
 from algorithms import make_program
 from algorithms._tree import Node
 from algorithms.mcts import MonteCarloTreeSearch
-from dynasor import Budget, ExitReason, Query
+from dynasor import Budget, ConfigError, ExitReason, Query
 from dynasor.allocator import StopRule
 from dynasor.engine.sim import ReplayStepSource, SimBackend, SyntheticStepSource
 from dynasor.runtime import Runtime
@@ -91,16 +91,17 @@ def test_replayed_steps_with_recorded_scores_run_end_to_end():
     assert run.result.exit_reason is ExitReason.CONFIDENT
 
 
-def test_a_missing_scorer_is_a_clear_error():
+def test_a_missing_scorer_is_refused_before_anything_runs():
 
     async def main():
-        runtime = Runtime(SimBackend(source=steps(0, 0.5)), allocator=rules())
-        result = await runtime.run(Query("q?", "mcts", id="q"))
+        backend = SimBackend(source=steps(0, 0.5))
+        runtime = Runtime(backend, allocator=rules())
+        with pytest.raises(ConfigError, match="mcts needs a reward scorer"):
+            await runtime.run(Query("q?", "mcts", id="q"))
         await runtime.aclose()
-        return result
+        return backend.engine.tokens_generated
 
-    result = vrun(main)
-    assert result.exit_reason is ExitReason.ERROR and "scorer" in (result.error or "")
+    assert vrun(main) == 0  # no sample was drawn
 
 
 def test_stopping_mid_expansion_aborts_the_rollouts():

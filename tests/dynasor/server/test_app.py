@@ -139,7 +139,7 @@ def test_per_request_certaindex_override_changes_when_queries_stop(sim_proxy):
     ("body", "param"),
     [
         ({"messages": PROMPT, "dynasor": {"algorithm": "nope"}}, "dynasor.algorithm"),
-        ({"messages": PROMPT, "dynasor": {"algorithm": "sc", "bogus_knob": 1}}, "dynasor"),
+        ({"messages": PROMPT, "dynasor": {"algorithm": "sc", "bogus_knob": 1}}, "dynasor.bogus_knob"),
         ({"messages": PROMPT, "dynasor": {"certaindex": {"threshold": 2}}}, "dynasor.certaindex.threshold"),
         ({"messages": PROMPT, "dynasor": {"certaindex": {"nope": 1}}}, "dynasor.certaindex.nope"),
         ({"messages": PROMPT, "dynasor": {"max_samples": 10_000}}, "dynasor.max_samples"),

@@ -153,3 +153,102 @@ def test_an_upstream_answering_500_keeps_its_status_and_stays_in(faulty, make_pr
             r = httpx.post(f"{url}/v1/chat/completions", json={"messages": PROMPT})
             assert r.status_code == 500 and r.json()["error"]["message"] == "engine exploded"  # relayed as is
         assert httpx.get(f"{url}/health").json()["status"] == "ok"
+
+
+# -- reasoning requests ----------------------------------------------------------------------
+
+SC = {"algorithm": "sc", "max_samples": 4, "samples_per_round": 2}
+
+
+def reason(url: str, timeout: float = 30, **changes: Any) -> httpx.Response:
+    body = {"model": "fake", "messages": PROMPT, "max_tokens": 6, "dynasor": SC | changes}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("list", "malformed stream event from the upstream: a JSON list, not an object: '[1, 2]'"),
+        ("garbage", "malformed stream event from the upstream (not JSON)"),
+        ("json", "answered no completion events (application/json)"),
+    ],
+)
+def test_malformed_upstream_answers_are_502_naming_what_arrived(faulty, make_proxy, mode, message):
+    upstream, up_url = faulty
+    upstream.mode = mode
+    with make_proxy(ServerSettings(upstreams=(up_url,))) as (url, app):
+        r = reason(url)
+        assert r.status_code == 502, r.text
+        error = r.json()["error"]
+        assert error["type"] == "upstream_error" and message in error["message"]
+        assert "AttributeError" not in error["message"] and "ExceptionGroup" not in error["message"]
+        assert app.state.proxy.runtime.active == 0
+
+
+def test_a_500_from_the_only_replica_fails_that_request_and_no_other(faulty, make_proxy):
+    upstream, up_url = faulty
+    upstream.mode = "500"
+    settings = ServerSettings(upstreams=(up_url,), upstream_attempts=2, eject_after=1)
+    with make_proxy(settings) as (url, _):
+        first = reason(url)
+        assert first.status_code == 502 and "engine exploded" in first.json()["error"]["message"]
+        assert upstream.requests >= 3  # a sample tried twice, with backoff (then its gang failed)
+        # The replica stays in: other clients are not turned away for 10 s.
+        assert httpx.get(f"{url}/health").json()["status"] == "ok"
+        upstream.mode = "ok"
+        assert reason(url).status_code == 200
+
+
+def test_a_500_ing_replica_is_taken_out_after_repeated_failures_when_another_serves(make_proxy):
+    bad, good = FaultyUpstream("500"), FaultyUpstream()
+    with serve_app(bad.app()) as bad_url, serve_app(good.app()) as good_url:
+        settings = ServerSettings(upstreams=(bad_url, good_url), upstream_attempts=1, eject_after=2)
+        with make_proxy(settings) as (url, app):
+            for _ in range(3):
+                assert reason(url).status_code == 200  # each query moves to the good replica
+            pool = app.state.proxy.pool
+            assert [r.up(pool.clock()) for r in pool.replicas] == [False, True]
+            assert pool.replicas[0].down_reason == "failing"
+            seen = bad.requests
+            assert reason(url).status_code == 200 and bad.requests == seen  # no longer asked
+
+
+@pytest.mark.parametrize("limit", ["request_timeout", "deadline"])
+def test_a_hanging_upstream_holds_a_reasoning_query_no_longer_than_its_deadline(faulty, make_proxy, limit):
+    upstream, up_url = faulty
+    upstream.mode = "hang"
+    settings = ServerSettings(upstreams=(up_url,), request_timeout_s=1.0 if limit == "request_timeout" else 60.0)
+    extra = {"deadline": 1.0} if limit == "deadline" else {}
+    with make_proxy(settings) as (url, app):
+        started = time.monotonic()
+        r = reason(url, **extra)
+        assert 0.9 < time.monotonic() - started < 5
+        assert r.status_code == 504, r.text
+        assert r.json()["error"]["type"] == "upstream_timeout" and "deadline (1 s)" in r.json()["error"]["message"]
+        # The --max-queries slot is free again and every sub-request was closed upstream.
+        assert app.state.proxy.runtime.active == 0
+        assert wait_for(lambda: app.state.proxy.runtime.scheduler.running_seqs == 0)
+
+
+def test_a_reasoning_stream_whose_upstream_fails_ends_with_an_error_event(faulty, make_proxy):
+    upstream, up_url = faulty
+    upstream.mode = "list"
+    with make_proxy(ServerSettings(upstreams=(up_url,))) as (url, _):
+        body = {"model": "fake", "messages": PROMPT, "max_tokens": 6, "stream": True, "dynasor": SC}
+        got = events(httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30).text)
+    assert got[-1] == "[DONE]" and "a JSON list" in got[-2]["error"]["message"]
+
+
+def test_a_replica_killed_under_a_query_moves_its_next_sub_requests(make_proxy):
+    """Connection refused: the query moves to the other replica and succeeds."""
+    alive = FaultyUpstream()
+    dead = f"http://127.0.0.1:{free_port()}"
+    with serve_app(alive.app()) as alive_url:
+        settings = ServerSettings(upstreams=(dead, alive_url), upstream_attempts=1, health_interval_s=0)
+        with make_proxy(settings) as (url, app):
+            r = reason(url)
+            assert r.status_code == 200, r.text
+            usage = r.json()["usage"]["dynasor"]
+            assert usage["samples"] >= 2 and usage["exit_reason"] != "error"
+            assert app.state.proxy.pool.replicas[0].down_reason == "unreachable"
+            assert alive.requests == usage["samples"]

@@ -27,7 +27,15 @@ def test_dynasor_extras_are_knobs_and_certaindex_is_strict():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"max_samples": 0}, {"effort": "extreme"}, {"certaindex": {"threshold": 1.5}}, {"deadline": 0}],
+    [
+        {"max_samples": 0},
+        {"max_samples": "4"},
+        {"effort": "extreme"},
+        {"certaindex": {"threshold": "high"}},
+        {"certaindex": {"abstentions": "sometimes"}},
+        {"deadline": 0},
+        {"progress": 1},
+    ],
 )
 def test_out_of_range_dynasor_values_are_rejected(bad):
     with pytest.raises(ValidationError):
