@@ -90,6 +90,7 @@ class ProbedChainOfThought(Program):
         chunks = math.ceil(self.max_tokens / self.chunk_tokens)
         # Chunks plus one probe after each (the last one answers when the budget runs out).
         self.max_samples = chunks * (2 if self.probes else 1)
+        self.token_budget = self.max_tokens  # the chain without probes: what the plain model would write
         self.chain = self.think_open or ""
 
     async def run(self, ctx: Context) -> None:

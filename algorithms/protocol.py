@@ -174,6 +174,9 @@ class Program(ABC):
     max_samples: int | None = None
     """Most generation calls the program will make (None: open-ended). The runtime caps the
     query at this and measures tokens saved against it."""
+    token_budget: int | None = None
+    """Completion tokens the same request would cost without early exit, what ``tokens_saved``
+    is measured against (None: ``max_samples`` times the largest request)."""
     uses_scorer: bool = False
     """Whether :meth:`run` calls ``ctx.score``: whoever runs the query refuses it up front,
     before any sample is drawn, when no reward scorer is configured."""

@@ -131,6 +131,10 @@ class SelfConsistency(Program):
     labels: list[int | None] = field(default_factory=list, init=False, repr=False)
     weights: list[float] = field(default_factory=list, init=False, repr=False)
 
+    @property
+    def uses_scorer(self) -> bool:  # type: ignore[override]
+        return self.vote == "reward"
+
     def __post_init__(self) -> None:
         check_rounds(self.max_samples, self.samples_per_round)
         if self.measure not in MEASURES:

@@ -335,6 +335,8 @@ class _QueryRun:
         budget = self.spec.budget
         if budget.max_tokens is not None:
             cap: int | None = budget.max_tokens
+        elif self.program.token_budget is not None:
+            cap = self.program.token_budget
         elif self.max_samples is not None and self.largest_request:
             cap = self.max_samples * self.largest_request
         else:

@@ -151,3 +151,20 @@ def test_the_same_body_is_accepted_on_every_path(proxies):
         assert r.status_code == 200, (path, r.text)
     r = httpx.post(f"{proxies['sim']}/v1/chat/completions", json=plain | {"dynasor": {"max_samples": 2}}, timeout=30)
     assert r.status_code == 200, r.text
+
+
+def test_self_consistency_voting_by_reward_is_refused_without_a_scorer(proxies):
+    error = refused(proxies["bare"], reasoning(algorithm="sc", vote="reward"), "dynasor.algorithm")
+    assert "sc needs a reward scorer" in error["message"]
+    r = httpx.post(f"{proxies['bare']}/v1/chat/completions", json=reasoning(algorithm="sc", max_samples=2), timeout=30)
+    assert r.status_code == 200  # majority voting needs none
+
+
+@pytest.mark.parametrize(("max_tokens", "chunk"), [(128, 64), (100, 32)])
+def test_cot_reports_the_chain_budget_it_was_given_as_its_cap(proxies, max_tokens, chunk):
+    body = {"messages": PROMPT, "max_tokens": max_tokens, "dynasor": {"algorithm": "cot", "chunk_tokens": chunk}}
+    r = httpx.post(f"{proxies['sim']}/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    usage = r.json()["usage"]["dynasor"]
+    assert usage["tokens_cap"] == max_tokens  # the chain without probes, as the plain model would write it
+    assert usage["tokens_saved"] == max(max_tokens - usage["tokens_generated"], 0)
