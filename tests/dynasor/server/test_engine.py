@@ -23,6 +23,8 @@ pytestmark = pytest.mark.engine
 
 PROMPT = [{"role": "user", "content": "What is 3 + 4? Put the answer in \\boxed{}."}]
 SC = {"dynasor": {"algorithm": "sc", "max_samples": 2, "samples_per_round": 2}}
+LONG = [{"role": "user", "content": "Count from 1 to 1000, one number per line, and nothing else."}]
+"""A prompt the model answers at length: its samples are still running when the client leaves."""
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +151,7 @@ def test_client_disconnect_aborts_every_sub_request_in_the_engine(engine_url, en
     counter, counts = stream_counter(engine_url)
     body = {
         "model": engine_model,
-        "messages": PROMPT,
+        "messages": LONG,
         "max_tokens": 1500,
         "dynasor": {"algorithm": "sc", "max_samples": 4, "samples_per_round": 4},
     }
@@ -184,3 +186,103 @@ def wait_for(predicate, timeout: float = 15.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+# -- every algorithm, every reward scorer --------------------------------------------------
+
+SMALL = {
+    "sc": {"max_samples": 2, "samples_per_round": 2},
+    "cot": {"chunk_tokens": 16, "probe_tokens": 8},
+    "bon": {"max_samples": 2, "samples_per_round": 2},
+    "mcts": {"iterations": 2, "width": 2, "rollout_tokens": 24},
+    "rebase": {"width": 2, "max_depth": 2, "step_tokens": 16},
+}
+"""Each algorithm at a size the two-core engine answers in seconds."""
+EXITS = {"confident", "budget", "completed", "hopeless"}
+
+
+@pytest.mark.parametrize("algorithm", list(SMALL))
+def test_every_algorithm_answers_through_the_proxy(engine_proxy, engine_model, algorithm):
+    url, _ = engine_proxy
+    out = sdk(url).chat.completions.create(
+        model=engine_model,
+        messages=PROMPT,
+        max_tokens=24,
+        extra_body={"dynasor": {"algorithm": algorithm} | SMALL[algorithm]},
+    )
+    ext = out.usage.model_extra["dynasor"]
+    assert ext["algorithm"] == algorithm and ext["exit_reason"] in EXITS, ext
+    assert ext["samples"] >= 1
+    assert ext["steps"] >= (0 if algorithm == "cot" else 1)  # a chain the model ends in its first chunk is never probed
+    assert ext["tokens_generated"] == out.usage.completion_tokens > 0
+    assert out.choices[0].finish_reason == "stop"
+    if algorithm in ("bon", "mcts", "rebase"):  # scored by the default reward: the engine's own logprobs
+        assert ext["certaindex"] is not None and 0.0 <= ext["certaindex"] <= 1.0
+
+
+@pytest.mark.parametrize("algorithm", list(SMALL))
+async def test_every_algorithm_streams_through_the_proxy(engine_proxy, engine_model, algorithm):
+    url, _ = engine_proxy
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=300) as c:
+        stream = await c.chat.completions.create(
+            model=engine_model,
+            messages=PROMPT,
+            max_tokens=24,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"dynasor": {"algorithm": algorithm} | SMALL[algorithm]},
+        )
+        chunks = [ch async for ch in stream]
+    finishing = [ch for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+    assert len(finishing) == 1 and finishing[0].choices[0].finish_reason == "stop"
+    summary = finishing[0].model_extra["dynasor"]
+    assert summary["algorithm"] == algorithm and summary["exit_reason"] in EXITS
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == summary["tokens_generated"]
+    progress = [ch.model_extra["dynasor"] for ch in chunks if not ch.choices and "dynasor" in (ch.model_extra or {})]
+    if algorithm == "cot":  # the chain streams as it decodes
+        assert sum(bool(ch.choices and ch.choices[0].delta.content) for ch in chunks) > 3
+    else:  # one progress chunk per certaindex report
+        assert [p["step"] for p in progress if p["type"] == "report"] == list(range(1, summary["steps"] + 1))
+
+
+def test_a_program_that_scores_is_refused_before_the_engine_sees_it(engine_url, engine_model, make_proxy):
+    with make_proxy(ServerSettings(upstreams=(engine_url,), reward=("none",))) as (url, _):
+        before = engine_metric(engine_url, "vllm:request_success_total")
+        with pytest.raises(openai.BadRequestError, match="needs a reward scorer"):
+            sdk(url).chat.completions.create(
+                model=engine_model, messages=PROMPT, max_tokens=24, extra_body={"dynasor": {"algorithm": "bon"}}
+            )
+        assert engine_metric(engine_url, "vllm:request_success_total") == before
+
+
+def test_the_served_model_as_judge(engine_url, engine_model, make_proxy):
+    settings = ServerSettings(upstreams=(engine_url,), reward=("logprob", "judge"))
+    with make_proxy(settings) as (url, app):
+        requests = []
+        app.state.proxy.runtime.observers.append(requests.append)
+        body = {"dynasor": {"algorithm": "bon", "scorer": "judge"} | SMALL["bon"]}
+        before = engine_metric(engine_url, "vllm:request_success_total")
+        out = sdk(url).chat.completions.create(model=engine_model, messages=PROMPT, max_tokens=24, extra_body=body)
+        after = engine_metric(engine_url, "vllm:request_success_total")
+    ext = out.usage.model_extra["dynasor"]
+    assert ext["exit_reason"] in EXITS and ext["samples"] == 2
+    # Two samples, then two judge calls (not sub-requests of the query: the scheduler never saw them).
+    assert after - before >= 4
+    assert len(requests[0].requests) == 2
+
+
+def test_a_served_reward_model(engine_url, engine_model, reward_engine, make_proxy):
+    """bon scored by a classification head over vLLM's pooling API (a process-reward model's HTTP path)."""
+    settings = ServerSettings(upstreams=(engine_url,), reward=(reward_engine.url,), reward_model=reward_engine.model)
+    with make_proxy(settings) as (url, _):
+        before = engine_metric(reward_engine.url, "vllm:request_success_total")
+        out = sdk(url).chat.completions.create(
+            model=engine_model,
+            messages=PROMPT,
+            max_tokens=24,
+            extra_body={"dynasor": {"algorithm": "bon"} | SMALL["bon"]},
+        )
+        after = engine_metric(reward_engine.url, "vllm:request_success_total")
+    ext = out.usage.model_extra["dynasor"]
+    assert ext["exit_reason"] in EXITS and 0.0 < ext["certaindex"] < 1.0  # the head's probability of the best sample
+    assert after > before  # the reward server scored them
