@@ -192,8 +192,11 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
         result = await runtime.run(
             Query(query.prompt.prompt, query.algorithm, query.params, Budget(), deadline, id=query.id)
         )
-        reference = source.reference(query.id) if source is not None else query.prompt.reference
-        outcomes.append(_outcome(query, result, deadline, reference, start))
+        if source is not None:
+            correct = source.grade(query.id, result.answer)
+        else:
+            correct = _is_correct(result.answer, query.prompt.reference)
+        outcomes.append(_outcome(query, result, deadline, correct, start))
 
     try:
         async with asyncio.TaskGroup() as tg:
@@ -220,7 +223,7 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
 
 
 def _outcome(
-    query: WorkloadQuery, result: QueryResult, deadline: float, reference: str | None, start: float
+    query: WorkloadQuery, result: QueryResult, deadline: float, correct: bool | None, start: float
 ) -> QueryOutcome:
     missed = result.exit_reason in (ExitReason.DEADLINE, ExitReason.ERROR)
     return QueryOutcome(
@@ -230,7 +233,7 @@ def _outcome(
         latency=result.latency,
         deadline=deadline,
         attained=not missed and result.latency <= deadline + _DEADLINE_EPS,
-        correct=_is_correct(result.answer, reference),
+        correct=correct,
         completion_tokens=result.usage.completion_tokens,
         samples=result.samples,
         queue_time=result.queue_time,

@@ -12,6 +12,7 @@ base deadlines; the knobs are ours:
 preset    algorithm  prompts            base deadline  simulated content
 ========  =========  =================  =============  ===============================
 sc-math   sc         MATH (100, traces) 240 s          replay of ``math-qwen25`` traces
+sc-code   sc         HumanEval (164)    120 s          replay of ``humaneval_codet`` traces
 mcts      mcts       GSM8K (200)        60 s           synthetic (the paper uses ASDiv)
 rebase    rebase     GSM8K (200)        300 s          synthetic
 cot       cot        MATH (100)         240 s          synthetic
@@ -22,6 +23,8 @@ Honest budgets: a replayed query never asks for more samples than its trace reco
 so no recorded sample is replayed twice, for any policy.
 
 ``mixed`` draws each query from ``sc-math``, ``mcts`` and ``rebase`` with equal weight.
+``sc-code`` is not the paper's: a trace set whose samples rarely agree, where early exit is weak
+(its base deadline is about ten times a full-budget query's unloaded p90 latency, as sc-math's is).
 A FILE is either a trace file (trace format of the design doc: replayed ``sc`` on its
 questions), or a JSONL of queries ``{"prompt", "algorithm", "params", "reference",
 "base_deadline"}`` (missing fields take the ``sc-math`` preset's values).
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from algorithms import ALGORITHMS
-from certaindex import approx_tokens
+from certaindex import approx_tokens, canonical_key
 from dynasor import ConfigError
 from dynasor.engine.base import EngineRequest, prompt_text
 from dynasor.engine.sim import (
@@ -108,6 +111,16 @@ PRESETS: dict[str, Preset] = {
             "math-qwen25",
             "replay",
             "Self-consistency on MATH (the 8 recorded Qwen2.5-Math samples of each question), 240 s base deadline",
+        ),
+        Preset(
+            "sc-code",
+            "sc",
+            {"max_samples": 16, "samples_per_round": 2, "max_tokens": 300, "answer_kind": "code"},
+            120.0,
+            "humaneval_codet",
+            "replay",
+            "Self-consistency on HumanEval (recorded CodeGen-16B programs, answers = behaviour on model-written "
+            "tests; low agreement, so early exit saves little), 120 s base deadline",
         ),
         Preset(
             "sc-math-synthetic",
@@ -356,6 +369,23 @@ class BenchSource(Source):
             return query.prompt.reference
         return self._source_for(query_id).reference(query_id)
 
+    def grade(self, query_id: str, answer: str | None) -> bool | None:
+        """Whether ``answer`` is right: the recorded correctness of a replayed sample that gave it,
+        else equality with the reference (None: no way to tell)."""
+        query = self._queries.get(query_id)
+        record = self.workload.recorded.get(query_id)
+        if record is None and query is not None and query.preset.content == "replay":
+            record = query.prompt.record
+        if record is not None and answer is not None:
+            key = canonical_key(answer)
+            for sample in record.samples:
+                if sample.correct is not None and sample.answer is not None and canonical_key(sample.answer) == key:
+                    return sample.correct
+        reference = self.reference(query_id)
+        if reference is None:
+            return None
+        return answer is not None and canonical_key(answer) == canonical_key(reference)
+
 
 class _AssignedReplay(ReplaySource):
     """A replay source whose query-to-record mapping is given, not guessed from the prompt."""
@@ -369,12 +399,15 @@ class _AssignedReplay(ReplaySource):
 
 
 def _load_file(path: Path) -> Workload:
-    first = next((line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()), "")
-    try:
-        row = json.loads(first)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not JSONL ({exc})") from exc
     base = PRESETS["sc-math"]
+    if path.suffix == ".gz":  # only trace files come compressed
+        row: dict[str, Any] = {"samples": None}
+    else:
+        first = next((line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()), "")
+        try:
+            row = json.loads(first)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not JSONL ({exc})") from exc
     if "samples" in row:  # a trace file: replay sc on its questions
         records = load_traces(path)
         pool = [Prompt(r.id, r.prompt, r.reference, r) for r in records]
@@ -412,7 +445,7 @@ def load_workload(name: str) -> Workload:
     >>> load_workload("nope")
     Traceback (most recent call last):
     ...
-    dynasor._exceptions.ConfigError: Unknown workload 'nope' (choose from sc-math, sc-math-synthetic, mcts, \
+    dynasor._exceptions.ConfigError: Unknown workload 'nope' (choose from sc-math, sc-code, sc-math-synthetic, mcts, \
 rebase, cot, mixed, or give a JSONL file)
     """
     if name in WORKLOADS:

@@ -97,3 +97,33 @@ def test_file_workloads(tmp_path) -> None:
     bad.write_text('{"no_prompt": 1}\n')
     with pytest.raises(ConfigError, match="not a query line"):
         load_workload(str(bad))
+
+
+def test_code_workload_grades_by_the_recorded_correctness_of_the_answer() -> None:
+    workload = load_workload("sc-code")
+    [preset] = workload.presets
+    assert preset.algorithm == "sc" and preset.base_deadline == 120.0 and preset.params["max_samples"] <= 100
+    assert workload.budget_notes() == []
+    source = workload.source(seed=0)
+    mixed = 0
+    for i in range(40):
+        query = workload.draw(i, seed=0)
+        source.register(query)
+        record = query.prompt.record
+        assert record is not None and len(record.samples) == 100
+        # A behaviour signature is graded as its first recorded program did on the real tests (the
+        # trace set's own majority@N convention; programs with equal signatures can still differ there).
+        first: dict[str, bool] = {}
+        for sample in record.samples:
+            if sample.answer is not None and sample.correct is not None:
+                first.setdefault(sample.answer, sample.correct)
+        assert {answer: source.grade(query.id, answer) for answer in first} == first
+        mixed += len(set(first.values())) == 2
+    assert mixed >= 5
+
+
+def test_a_compressed_trace_file_is_a_workload() -> None:
+    from dynasor.engine.traces import bundled_traces
+
+    workload = load_workload(str(bundled_traces("humaneval_codet")))
+    assert workload.presets[0].content == "replay" and workload.draw(0, 0).prompt.record is not None
