@@ -83,8 +83,9 @@ class ProxyMetrics:
         )
         self.subrequests = Counter(
             "dynasor_subrequests",
-            "Engine sub-requests of finished reasoning queries, by how they ended (abort: stopped or cancelled).",
-            ["algorithm", "finish_reason"],
+            "Engine sub-requests of finished reasoning queries, by the query's exit reason and how each ended "
+            "(abort: closed in the engine before it finished).",
+            ["algorithm", "exit_reason", "finish_reason"],
             registry=r,
         )
         self.subrequests_running = Gauge(
@@ -121,7 +122,7 @@ class ProxyMetrics:
         for record in result.requests:
             ends[record.finish_reason] = ends.get(record.finish_reason, 0) + 1
         for finish, count in ends.items():
-            self.subrequests.labels(algorithm, finish).inc(count)
+            self.subrequests.labels(algorithm, str(result.exit_reason), finish).inc(count)
 
     def track(self, policy: str, queue_depth: Callable[[], float], active: Callable[[], float]) -> None:
         """Read the scheduler's queue and the runtime's active count at scrape time."""

@@ -238,6 +238,9 @@ def test_client_disconnect_aborts_every_sub_request(make_proxy, sim_settings, st
         assert generated < 4 * 2000
         metrics = httpx.get(f"{url}/metrics").text
         assert 'dynasor_queries_total{algorithm="sc",exit_reason="cancelled"} 1.0' in metrics
+        # Counted: the query's sub-requests, each closed in the engine; none left running.
+        assert 'dynasor_subrequests_total{algorithm="sc",exit_reason="cancelled",finish_reason="abort"} 4.0' in metrics
+        assert "dynasor_subrequests_running 0.0" in metrics and "dynasor_sim_engine_sequences 0.0" in metrics
 
 
 def test_metrics_count_queries_tokens_and_latency(sim_proxy):
