@@ -483,6 +483,7 @@ def main() -> None:
         return
     if args.upstream != "fake" and not args.upstream.startswith("sim"):
         raise SystemExit("--upstream is 'fake' or 'sim[:PROFILE]'")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the proxy and the replicas on the way out
     out = asyncio.run(run(args))
     if args.out is not None:
         args.out.write_text(json.dumps(out, indent=2))

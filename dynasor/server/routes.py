@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from dynasor._tasks import first_error
 from dynasor.server._body import check_depth, parse_json, read_body
@@ -185,7 +186,7 @@ async def _handle(
     except ServingError as exc:
         status = exc.status
         return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
-    except ClientGone:
+    except (ClientGone, ClientDisconnect):  # gone before its answer (or before its body was read)
         return Response(status_code=499)
     finally:
         state.metrics.requests.labels(endpoint, kind, str(status)).inc()

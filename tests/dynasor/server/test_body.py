@@ -97,3 +97,25 @@ def test_parse_and_depth_guards():
     check_depth({"a": [1, {"b": 2}]}, limit=3)
     with pytest.raises(ServingError, match="more than 2 levels"):
         check_depth({"a": [1, {"b": 2}]}, limit=2)
+
+
+def test_a_client_gone_while_its_body_is_read_is_no_error(proxies, caplog):
+    """The client sends half a body and leaves: no 500, no traceback, nothing counted as a server error."""
+    import socket
+    from urllib.parse import urlparse
+
+    for name in ("sim", "relay"):
+        address = urlparse(proxies[name])
+        with socket.create_connection((address.hostname, address.port)) as sock:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                b"content-length: 1000\r\n\r\n" + b'{"messages": ['
+            )
+        metrics = httpx.get(f"{proxies[name]}/metrics").text
+        for _ in range(50):
+            if 'status="499"' in metrics:
+                break
+            time.sleep(0.05)
+            metrics = httpx.get(f"{proxies[name]}/metrics").text
+        assert 'status="499"' in metrics and 'status="500"' not in metrics
+    assert "unhandled error" not in caplog.text
