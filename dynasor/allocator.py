@@ -57,12 +57,14 @@ class Decision:
 CONTINUE = Decision(Action.CONTINUE)
 
 
-def live_trajectory(rule: StopRule, samples: int, certainty: Certainty) -> Trajectory | None:
+def live_trajectory(rule: StopRule, samples: int, certainty: Certainty, budget: int | None = None) -> Trajectory | None:
     """The trajectory ``rule`` reads after a report (None: the report says nothing to it).
 
     With the samples' cluster labels (``certainty.details["labels"]``) and an agreement
     measure, every check so far is measured as replay measures it (:meth:`Trajectory.from_labels`);
-    otherwise the report is one check at ``samples`` with the reported value.
+    otherwise the report is one check at ``samples`` with the reported value. Once ``budget``
+    samples are drawn the trajectory is complete: its last check is the budget's end, where
+    replay stops for the budget, not for a rule.
 
     >>> from certaindex import stop_index
     >>> t = live_trajectory(StopRule("majority", 1.0, min_samples=3), 3, Certainty(0.0, "x", {"labels": [1, 1, 1]}))
@@ -71,13 +73,14 @@ def live_trajectory(rule: StopRule, samples: int, certainty: Certainty) -> Traje
     """
     labels = certainty.details.get("labels")
     if rule.measure in AGREEMENT_MEASURES and isinstance(labels, Sequence) and not isinstance(labels, str) and labels:
-        return replace(Trajectory.from_labels(list(labels)), complete=False)
+        complete = budget is not None and len(labels) >= budget
+        return replace(Trajectory.from_labels(list(labels)), complete=complete)
     if certainty.measure != rule.measure:
         return None
     return Trajectory(
         samples=np.array([max(samples, 1)], dtype=np.int64),
         values={rule.value_key: np.array([certainty.value], dtype=float)},
-        complete=False,
+        complete=budget is not None and samples >= budget,
     )
 
 
@@ -132,7 +135,7 @@ class Allocator:
             rule = rule.with_changes(hopeless_threshold=None)  # demoted once; the confident exit stays
         demote = False
         if rule.threshold is not None or rule.hopeless_threshold is not None:
-            trajectory = live_trajectory(rule, stats.samples, certainty)
+            trajectory = live_trajectory(rule, stats.samples, certainty, stats.max_samples)
             if trajectory is None:
                 self._warn(query.algorithm, certainty.measure, rule.measure)
             else:

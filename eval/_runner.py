@@ -402,6 +402,7 @@ def run_eval(
                 f"{out} holds results of another configuration (differs in: {', '.join(changed)}); "
                 "choose another --out or remove it"
             )
+    _check_algorithm(config)
     backend = parse_backend(
         config.backend,
         dataset=config.dataset,
@@ -419,7 +420,6 @@ def run_eval(
         problems = _with_traces(problems, backend.traces)
     if config.limit is not None:
         problems = problems[: config.limit]
-    _check_algorithm(config)
     _check_rounds(config)
     backend_info = {"kind": backend.kind, "label": backend.label, "same_samples": backend.same_samples}
     run_file.write_text(

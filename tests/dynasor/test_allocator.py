@@ -95,10 +95,12 @@ def test_a_query_s_own_rule_wins_over_its_algorithm_s() -> None:
 # -- the live decision is certaindex.stop_index on the same samples --------------------------------
 
 
-def live_stop(rule: StopRule, labels: list[int | None], width: int, reported: str = "entropy") -> int | None:
+def live_stop(
+    rule: StopRule, labels: list[int | None], width: int, reported: str = "entropy", budget: int | None = None
+) -> int | None:
     """Samples at which the allocator stops a query reporting ``labels`` ``width`` at a time (None: never)."""
     allocator = Allocator(AllocatorConfig({"sc": rule}))
-    stats = QueryStats("q", 0.0)
+    stats = QueryStats("q", 0.0, max_samples=budget)
     for end in range(width, len(labels) + 1, width):
         stats.steps += 1
         stats.samples = end
@@ -130,6 +132,16 @@ def test_the_live_decision_is_the_replayed_one(rule: StopRule, labels: list[int 
     stop = stop_index(rule, full)
     replayed = int(full.samples[stop.index]) if stop.reason == "confident" else None
     assert live_stop(rule, labels, width) == replayed
+
+
+def test_the_budget_s_last_check_is_the_budget_not_a_stop() -> None:
+    """As in replay: at the budget's end a query ends for its budget, not as hopeless or confident."""
+    rule = StopRule("majority", 1.0, min_samples=2, hopeless_threshold=0.5, hopeless_after=4)
+    spread = [0, 1, 2, 3]
+    assert live_stop(rule, spread, 1) == 4  # a running query with 4 samples and no agreement: hopeless
+    assert live_stop(rule, spread, 1, budget=4) is None  # its budget is 4: it simply ends there
+    full = stop_index(rule, Trajectory.from_labels(spread))
+    assert full.reason == "budget"
 
 
 def test_labels_decide_whatever_measure_the_program_reports() -> None:

@@ -174,3 +174,18 @@ def test_unknown_kind_is_refused(tmp_path: Path, kind: str) -> None:
         app, ["eval", "--backend", "replay:math-qwen25", "--kind", kind, "--out", str(tmp_path)]
     )
     assert result.exit_code == 2 and "math, choice or code" in result.output
+
+
+def test_a_warning_when_extraction_finds_no_answer_in_most_samples(tmp_path: Path) -> None:
+    traces = tmp_path / "silent.jsonl"
+    rows = [
+        {"id": f"s{q}", "prompt": f"Question {q}?", "reference": "1", "samples": [{"text": "I do not know."}] * 4}
+        for q in range(3)
+    ]
+    traces.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["eval", "--backend", f"replay:{traces}", "--max-samples", "4", "--compare-baseline", "--no-plots"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "warning: answer extraction (math) found no answer in" in " ".join(result.output.split())
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["warnings"] and "is --kind right?" in summary["warnings"][0]

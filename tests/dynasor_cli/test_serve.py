@@ -55,3 +55,14 @@ def test_policy_knobs_reach_the_proxy_s_runtime(captured):
     assert ProxyState(ServerSettings(policy="dynasor:aging=0.5")).runtime.policy == DynasorPolicy(aging=0.5)
     bad = CliRunner().invoke(app, ["serve", "--upstream", "sim", "--policy", "dynasor:aging=-1"])
     assert bad.exit_code == 2 and "aging" in bad.output and len(captured) == 1
+
+
+def test_a_certaindex_config_is_checked_before_serving(captured, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sc: {measure: entropy, threshold: 0.8, min_step: 2}\n")
+    refused = CliRunner().invoke(app, ["serve", "--upstream", "sim", "--certaindex", str(bad)])
+    assert refused.exit_code == 2 and "min_step" in refused.output and not captured
+    good = tmp_path / "rules.yaml"
+    good.write_text("version: 1\nsc: {measure: majority, threshold: 0.8, min_samples: 4, round_size: 2}\n")
+    assert CliRunner().invoke(app, ["serve", "--upstream", "sim", "--certaindex", str(good)]).exit_code == 0
+    assert len(captured) == 1

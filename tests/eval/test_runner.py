@@ -18,6 +18,7 @@ import pytest
 
 import certaindex as cx
 from algorithms import ALGORITHMS
+from certaindex import StopRule
 from dynasor import ConfigError, EngineUnavailable
 from dynasor.allocator import AllocatorConfig
 from dynasor.engine.base import EngineRequest
@@ -244,6 +245,40 @@ def test_real_engine_path(tmp_path: Path, engine_url: str, engine_model: str) ->
     assert record["trajectory"] and record["trajectory"][0]["samples"] == 2
     summary = finalize(tmp_path, plots=False)
     assert summary["label"] == "real engine" and summary["early_exit"]["queries"] == 1
+
+
+@pytest.mark.engine
+def test_real_engine_saves_only_what_early_exit_saved(tmp_path: Path, engine_url: str, engine_model: str) -> None:
+    """Both arms on the real engine: per-sample seeds pair their samples, and no saving is printed that
+    early exit did not make (short answers, so samples differ in length and unpaired arms would differ)."""
+    questions = tmp_path / "add.jsonl"
+    pairs = [(2, 3), (17, 25), (40, 2), (9, 9)]
+    questions.write_text("".join(json.dumps({"id": f"a{i}", "question": f"What is {a} + {b}?", "answer": a + b})
+                                 + "\n" for i, (a, b) in enumerate(pairs)))  # fmt: skip
+    params = {"max_samples": 4, "samples_per_round": 2, "max_tokens": 48, "instruction": "Reply with the number only."}
+    base = dict(dataset=str(questions), backend=engine_url, model=engine_model, params=params, concurrency=2)
+    # A rule that never stops early: both arms draw 4 samples per query, so nothing is saved.
+    run_eval(_config(tmp_path / "never", certaindex=AllocatorConfig({"sc": StopRule("majority", None)}), **base))
+    summary = finalize(tmp_path / "never", plots=False)
+    assert summary["label"] == "real engine"
+    assert summary["early_exit"]["samples_mean"] == summary["fixed_budget"]["samples_mean"] == 4
+    assert summary["saving"]["tokens"] == 0.0 and summary["saving"]["samples"] == 0.0
+    # Seeds pair the arms (vLLM's batching can still change a sample now and then: the report says how many).
+    pairing = summary["pairing"]
+    assert pairing["paired"] >= 1
+    assert pairing["exact"] or f"paired on {pairing['paired']} of 4 queries" in summary["comparison"]
+    # A rule that stops at its first check: what it saved is the rest of the fixed arm's samples.
+    eager = AllocatorConfig({"sc": StopRule("majority", 0.0, min_samples=2, round_size=2)})
+    results, _ = run_eval(_config(tmp_path / "eager", certaindex=eager, **base))
+    for record in results:
+        fixed = record["baseline"]
+        assert record["samples"] == 2 and record["exit_reason"] == "confident"
+        if record["sample_digests"] == fixed["sample_digests"][:2]:  # paired: the very same first round
+            assert record["sample_tokens"] == fixed["sample_tokens"][:2]
+    saved = finalize(tmp_path / "eager", plots=False)["saving"]
+    first_round = sum(sum(r["baseline"]["sample_tokens"][:2]) for r in results)
+    assert saved["tokens"] == pytest.approx(1 - first_round / sum(r["baseline"]["tokens"] for r in results))
+    assert saved["samples"] == 0.5
 
 
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
