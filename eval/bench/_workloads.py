@@ -330,7 +330,9 @@ class BenchSource(Source):
         if recorded is not None:
             replay = self._replay.get("")
             if replay is None:
-                replay = self._replay[""] = _AssignedReplay(list(self.workload.recorded.values()), seed=self.seed)
+                # In recorded order: the twin sees each query's samples as the live run did.
+                recorded_records = list(self.workload.recorded.values())
+                replay = self._replay[""] = _AssignedReplay(recorded_records, seed=self.seed, in_order=True)
             replay.assignment[query_id] = recorded
             return replay
         preset = query.preset
@@ -390,8 +392,8 @@ class BenchSource(Source):
 class _AssignedReplay(ReplaySource):
     """A replay source whose query-to-record mapping is given, not guessed from the prompt."""
 
-    def __init__(self, records: Sequence[TraceRecord], *, seed: int) -> None:
-        super().__init__(records, seed=seed)
+    def __init__(self, records: Sequence[TraceRecord], *, seed: int, in_order: bool = False) -> None:
+        super().__init__(records, seed=seed, in_order=in_order)
         self.assignment: dict[str, TraceRecord] = {}
 
     def record_for(self, request: EngineRequest) -> TraceRecord:

@@ -82,12 +82,16 @@ class ReplaySource(Source):
     ``meta["answer"]`` (see :mod:`dynasor.engine.traces`).
     """
 
-    def __init__(self, traces: str | Path | Sequence[TraceRecord], *, seed: int = 0) -> None:
+    def __init__(
+        self, traces: str | Path | Sequence[TraceRecord], *, seed: int = 0, in_order: bool = False
+    ) -> None:
         records = load_traces(traces) if isinstance(traces, str | Path) else list(traces)
         if not records:
             raise ValueError("a replay source needs at least one trace record")
         self.records = records
         self.seed = seed
+        self.in_order = in_order
+        """Draw a query's first pass over its samples in recorded order (a twin of the run that recorded them)."""
         self._by_id = {r.id: r for r in records}
         self._by_prompt = {r.prompt.strip(): r for r in records}
         self._assigned: dict[str, TraceRecord] = {}
@@ -119,7 +123,8 @@ class ReplaySource(Source):
         n = len(record.samples)
         if drawn % n == 0:
             order = list(range(n))
-            query_rng(self.seed, key, drawn // n).shuffle(order)
+            if not (self.in_order and drawn == 0):
+                query_rng(self.seed, key, drawn // n).shuffle(order)
             self._orders[key] = order
         index = self._orders[key][drawn % n]
         self._drawn[key] = drawn + 1

@@ -171,6 +171,10 @@ def test_replay_draws_without_replacement_and_deterministically() -> None:
     assert sorted(draws(0)) == list(range(8))
     assert draws(0) == draws(0)
     assert draws(0) != draws(1)
+    # A twin of the run that recorded the samples sees them in recorded order.
+    in_order = ReplaySource("math-qwen25", in_order=True)
+    req = EngineRequest("r", "math-0", GenerateRequest("x", 10))
+    assert [in_order.draft(req).meta["sample"] for _ in range(8)] == list(range(8))
 
 
 def test_synthetic_difficulty_moves_accuracy_and_length() -> None:
