@@ -82,9 +82,7 @@ class ReplaySource(Source):
     ``meta["answer"]`` (see :mod:`dynasor.engine.traces`).
     """
 
-    def __init__(
-        self, traces: str | Path | Sequence[TraceRecord], *, seed: int = 0, in_order: bool = False
-    ) -> None:
+    def __init__(self, traces: str | Path | Sequence[TraceRecord], *, seed: int = 0, in_order: bool = False) -> None:
         records = load_traces(traces) if isinstance(traces, str | Path) else list(traces)
         if not records:
             raise ValueError("a replay source needs at least one trace record")
