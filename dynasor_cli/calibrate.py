@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -161,10 +161,30 @@ def _family(algorithm: str, measures: set[str] | None, fixed_measure: list[str] 
     if not candidates:
         raise typer.BadParameter(f"the data carries no measure {algorithm} reports ({', '.join(allowed or ())})")
     if measures is not None:
-        return cx.Family(
-            measures=tuple(candidates), abstentions=("class",), round_sizes=(1,), min_samples=(1, 2, 3, 4, 6, 8)
-        )
-    return cx.Family(measures=tuple(candidates))
+        # Reported values, one check per report: the measure's own scale, no abstentions, no worst-case cap.
+        options: dict[str, Any] = {
+            "measures": tuple(candidates),
+            "abstentions": ("class",),
+            "round_sizes": (1,),
+            "min_samples": (1, 2, 3, 4, 6, 8),
+            "hopeless": (None,),
+            "max_risks": (None,),
+            "thresholds": tuple(round(1.0 - i / 50, 4) for i in range(51)),
+        }
+        known = {f.name for f in fields(cx.Family)}
+        return cx.Family(**{k: v for k, v in options.items() if k in known})
+    if tuple(candidates) == base.measures:
+        return base
+    # Another measure: the library's family with that measure, on the full threshold range (the
+    # default family's scale-free caps and thresholds above 1/2 are the majority's).
+    known = {f.name for f in fields(cx.Family)}
+    changes: dict[str, Any] = {
+        "measures": tuple(candidates),
+        "thresholds": tuple(round(1.0 - i / 50, 4) for i in range(51)),
+    }
+    if "max_risks" in known:
+        changes["max_risks"] = (None,)
+    return replace(base, **changes)
 
 
 def render_report(cal: cx.Calibration, algorithm: str, sources: str, notes: list[str], *, tested: bool = True) -> str:

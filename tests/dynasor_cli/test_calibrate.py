@@ -110,3 +110,11 @@ def test_bad_options(tmp_path: Path) -> None:
     assert runner.invoke(app, ["calibrate", str(data), "--method", "hoeffding"]).exit_code == 2
     assert runner.invoke(app, ["calibrate", str(data), "--bound", "-1"]).exit_code == 2
     assert runner.invoke(app, ["calibrate", str(data), "--kind", "essay"]).exit_code == 2
+
+
+def test_a_chosen_measure_is_the_written_rule_s(tmp_path: Path) -> None:
+    data, out = _traces(tmp_path / "t.jsonl", 30, AGREE), tmp_path / "rules.yaml"
+    args = ["calibrate", str(data), "--measure", "entropy", "--point-estimate", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert AllocatorConfig.load(out).rule_for("sc").measure == "entropy"
