@@ -191,7 +191,7 @@ class Evaluator:
     # -- one arm -------------------------------------------------------------------------------
 
     async def _arm(self, arm: str, runtime: Runtime, problem: Problem) -> dict[str, Any]:
-        program = self._program(problem)
+        program = self._program(problem, arm)
         chosen: list[Completion | None] = []
 
         def on_event(event: Mapping[str, Any]) -> None:
@@ -201,7 +201,7 @@ class Evaluator:
         query = Query(
             _query_prompt(problem),
             self.config.algorithm,
-            self._params(problem),
+            self._params(problem, arm),
             budget=Budget(),
             id=problem.id,
         )
@@ -257,10 +257,13 @@ class Evaluator:
             "extracted_missing": sum(program_answers[i] is None for i in extracted),
         }
 
-    def _params(self, problem: Problem) -> dict[str, Any]:
-        """The program's knobs for ``problem``: the run's, the dataset's answer kind, per-sample seeds."""
+    def _params(self, problem: Problem, arm: str = "early") -> dict[str, Any]:
+        """The program's knobs for ``problem`` in ``arm``: the run's, the dataset's answer kind, per-sample
+        seeds; in the fixed arm a program that can end itself early (cot's ``early_exit``) does not."""
         params = self.config.knobs()
         knobs = _knob_names(self.config.algorithm)
+        if arm == "fixed" and "early_exit" in knobs:
+            params["early_exit"] = False
         if problem.kind == "choice" and "answer_kind" in knobs:
             params.setdefault("answer_kind", "choice")
             if "options" in knobs and problem.meta.get("options"):
@@ -270,8 +273,8 @@ class Evaluator:
             params["seed"] = _query_seed(self.config.seed, problem.id)
         return params
 
-    def _program(self, problem: Problem) -> Program:
-        params = self._params(problem)
+    def _program(self, problem: Problem, arm: str = "early") -> Program:
+        params = self._params(problem, arm)
         try:
             if problem.kind == "code" and self.config.algorithm == "sc" and self.backend.synthetic is None:
                 program = KeyedSelfConsistency(**params)

@@ -292,6 +292,15 @@ def test_every_registered_algorithm_runs_on_replay(tmp_path: Path, algorithm: st
         assert record["trajectory"], "every program reports certaindex at least once"
 
 
+def test_the_fixed_arm_of_a_program_that_ends_itself_runs_to_its_budget(tmp_path: Path) -> None:
+    """cot ends its own chain when its probes agree; in the fixed arm it must not, or nothing is compared."""
+    results, _ = run_eval(_config(tmp_path, algorithm="cot", params={}, limit=10))
+    early = sum(r["tokens"] for r in results)
+    fixed = sum(r["baseline"]["tokens"] for r in results)
+    assert early < fixed
+    assert any(r["samples"] < r["baseline"]["samples"] for r in results)
+
+
 class _FlakyBackend(SimBackend):
     """Fails every request of query ``bad`` as an unreachable engine would."""
 
