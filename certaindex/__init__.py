@@ -16,7 +16,10 @@ Pure library (numpy/scipy + math-verify); it knows nothing of servers or engines
   :class:`Trajectory`), :func:`replay`, the oracles :func:`final_answer_oracle` and
   :func:`first_correct_oracle`, abstention treatments :func:`treat_abstentions`;
 - traces: :func:`read_traces` (the one reader of the trace format), :func:`trajectories_from_traces`;
-- certification: :func:`certify` (Learn then Test, a bound on the paired accuracy loss);
+- ordering-averaged replay: :class:`OrderingReplay`, :func:`expected_replay` (a rule's expected outcome
+  over the orderings of each query's samples), :class:`Orderings`;
+- certification: :func:`certify` (Learn then Test, a bound on the paired accuracy loss; by default on
+  the ordering-averaged loss, bounded per query by :func:`loss_range`, tested by :func:`betting_pvalue`);
 - calibration of the earlier form: :class:`ProfilingRecord`, :func:`records_from_trace`, :func:`calibrate`;
 - defaults: the measures' knobs live in :mod:`certaindex._defaults`.
 """
@@ -31,6 +34,7 @@ from certaindex._answers import (
     extract_stated,
     numeric_value,
 )
+from certaindex._betting import betting_fraction, betting_pvalue
 from certaindex._calibration import (
     ProfilingRecord,
     RuleChoice,
@@ -59,6 +63,7 @@ from certaindex._certify import (
     sign_pvalue,
     split_queries,
 )
+from certaindex._certify_orderings import loss_ceiling
 from certaindex._choice import choice_key, extract_option, normalize_options
 from certaindex._combine import all_of, any_of
 from certaindex._defaults import BETA_STOP_CONFIDENCE, ESC_WINDOW, HESITATION_WORDS
@@ -78,7 +83,9 @@ from certaindex._logprob import (
     warmup_threshold,
     weighted_consensus,
 )
+from certaindex._orderings import ExpectedOutcome, OrderingReplay, Orderings, distinct_orderings, expected_replay
 from certaindex._probe import hesitates, probe_consistency
+from certaindex._range import LossRange, loss_range, mc_margin
 from certaindex._replay import agreement_measures, records_from_trace
 from certaindex._reward import RewardScale, max_reward, mean_reward
 from certaindex._rule import (
@@ -139,8 +146,12 @@ __all__ = [
     "Certainty",
     "Certification",
     "Equivalence",
+    "ExpectedOutcome",
     "Family",
+    "LossRange",
     "Method",
+    "OrderingReplay",
+    "Orderings",
     "ProfilingRecord",
     "ReplayOutcome",
     "RewardScale",
@@ -163,6 +174,8 @@ __all__ = [
     "approx_tokens",
     "beta_batch",
     "beta_stop",
+    "betting_fraction",
+    "betting_pvalue",
     "binomial_pvalue",
     "calibrate",
     "canonical_key",
@@ -175,9 +188,11 @@ __all__ = [
     "cluster_counts",
     "default_equivalence",
     "dirichlet_stop",
+    "distinct_orderings",
     "entropy_batch",
     "esc_window",
     "evaluate_rule",
+    "expected_replay",
     "extract_answer",
     "extract_boxed",
     "extract_choice",
@@ -192,11 +207,14 @@ __all__ = [
     "group_confidence",
     "group_queries",
     "hesitates",
+    "loss_ceiling",
     "loss_pvalue",
+    "loss_range",
     "majority_batch",
     "majority_fraction",
     "majority_vote",
     "max_reward",
+    "mc_margin",
     "mean_reward",
     "normalize_options",
     "normalized_entropy",

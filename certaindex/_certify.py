@@ -64,6 +64,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from certaindex._orderings import ExpectedOutcome, OrderingReplay, Orderings
 from certaindex._rule import Certification, StopRule
 from certaindex._trajectory import ReplayOutcome, Trajectory, TrajectoryBatch, replay
 
@@ -82,7 +83,10 @@ __all__ = [
     "split_queries",
 ]
 
-Method = Literal["ltt-paired", "ltt-binomial"]
+Method = Literal["ordering-betting", "ltt-paired", "ltt-binomial"]
+"""``ordering-betting``: the bounded, ordering-averaged paired loss tested by betting (the default,
+:mod:`certaindex._certify_orderings`); ``ltt-paired`` / ``ltt-binomial``: harms and helps counted in
+the recorded order (exact binomial and sign tests, this module)."""
 T = TypeVar("T")
 
 
@@ -155,38 +159,64 @@ def fixed_sequence(candidates: Sequence[T], p_value: Callable[[T], float], delta
 
 @dataclass(frozen=True, slots=True)
 class Family:
-    """The rules calibration may choose from: every combination of these, times the thresholds."""
+    """The rules calibration may choose from: every combination of these, times the thresholds.
 
-    measures: tuple[str, ...] = ("entropy", "majority", "beta")
-    abstentions: tuple[str, ...] = ("class",)
-    """One treatment, the default: offering all three to a small learn part chose worse (docs/certaindex.md)."""
+    The default is a scale-free family: the leader's share of the samples drawn (a strict
+    majority, threshold above 1/2, abstentions agreeing with nothing), a minimum number of
+    samples, optionally raised at each budget until no query can lose more than ``max_risk``
+    (:attr:`StopRule.max_risk`: the same worst case at 8 or 100 samples), the round size and a
+    hopeless exit after a number of samples. Rules with a hopeless exit have the trivial loss
+    range (:func:`~certaindex.loss_range`): they certify only where many queries show it.
+    """
+
+    measures: tuple[str, ...] = ("majority",)
+    abstentions: tuple[str, ...] = ("distinct",)
+    """``distinct``: an abstention agrees with nothing, so it can never make the rule stop."""
     round_sizes: tuple[int, ...] = (1, 2)
-    min_samples: tuple[int, ...] = (2, 3, 4, 6, 8)
-    hopeless: tuple[tuple[float, int] | None, ...] = (None, (0.1, 8), (0.2, 16))
+    min_samples: tuple[int, ...] = (2, 3, 4)
+    max_risks: tuple[float | None, ...] = (None, 0.05, 0.1, 0.2)
+    """Worst-case loss per query the confident exit waits for at each budget (:attr:`StopRule.max_risk`)."""
+    hopeless: tuple[tuple[float, int] | None, ...] = (None, (0.2, 10), (0.3, 10))
     """``(hopeless_threshold, hopeless_after)`` pairs; None: no hopeless exit."""
-    thresholds: tuple[float, ...] = tuple(float(t) for t in np.round(np.linspace(1.0, 0.0, 51), 4))
+    thresholds: tuple[float, ...] = tuple(float(t) for t in np.round(np.arange(1.0, 0.51, -0.025), 4))
     """Fixed in advance (data-independent); walked strictest (highest) first."""
+
+    @classmethod
+    def recorded_order(cls) -> Family:
+        """The earlier family for the recorded-order tests (``ltt-paired``): entropy, majority and beta."""
+        return cls(
+            measures=("entropy", "majority", "beta"),
+            abstentions=("class",),
+            round_sizes=(1, 2),
+            min_samples=(2, 3, 4, 6, 8),
+            hopeless=(None, (0.1, 8), (0.2, 16)),
+            thresholds=tuple(float(t) for t in np.round(np.linspace(1.0, 0.0, 51), 4)),
+            max_risks=(None,),
+        )
 
     def chains(self, answer_kind: str = "math") -> list[StopRule]:
         """Every rule of the family with its threshold left open (None)."""
         out = []
-        for measure, abst, rnd, low, hope in product(
-            self.measures, self.abstentions, self.round_sizes, self.min_samples, self.hopeless
+        for measure, abst, rnd, low, risk, hope in product(
+            self.measures, self.abstentions, self.round_sizes, self.min_samples, self.max_risks, self.hopeless
         ):
             if low < rnd:
                 continue  # the first check is after one round anyway
-            out.append(
-                StopRule(
-                    measure,
-                    None,
-                    min_samples=low,
-                    round_size=rnd,
-                    answer_kind=answer_kind,  # type: ignore[arg-type]
-                    abstentions=abst,  # type: ignore[arg-type]
-                    hopeless_threshold=None if hope is None else hope[0],
-                    hopeless_after=1 if hope is None else hope[1],
-                )
+            chain = StopRule(
+                measure,
+                None,
+                min_samples=low,
+                round_size=rnd,
+                answer_kind=answer_kind,  # type: ignore[arg-type]
+                abstentions=abst,  # type: ignore[arg-type]
+                hopeless_threshold=None if hope is None else hope[0],
+                hopeless_after=1 if hope is None else hope[1],
             )
+            if risk is not None:
+                if not chain.bounded:
+                    continue  # no range to cap
+                chain = chain.with_changes(max_risk=risk)
+            out.append(chain)
         return out
 
     def strictest_first(self) -> list[float]:
@@ -205,8 +235,10 @@ class WalkStep:
     """One rule tested on the certify part."""
 
     rule: StopRule
-    outcome: ReplayOutcome
+    outcome: ReplayOutcome | ExpectedOutcome
     p_value: float
+    ceiling: float | None = None
+    """The most a query's loss can be under this rule (``ordering-betting``: range plus Monte Carlo margin)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +256,8 @@ class Calibration:
     """Rules certified, strictest first."""
     stopped_at: WalkStep | None
     """The first rule not certified, where the walk ended (None: every threshold passed)."""
-    outcome: ReplayOutcome
-    """The returned rule on all the calibration queries."""
+    outcome: ReplayOutcome | ExpectedOutcome
+    """The returned rule on all the calibration queries (ordering-averaged for ``ordering-betting``)."""
     notes: list[str] = field(default_factory=list)
 
     def report(self) -> str:
@@ -236,15 +268,16 @@ class Calibration:
             f"promise: {cert.statement if cert else 'none'}",
             f"on the {self.outcome.n} calibration queries: samples saved {self.outcome.samples_saved:.1%}, "
             f"accuracy {self.outcome.accuracy:.3f} vs {self.outcome.full_accuracy:.3f} at the full budget "
-            f"(loss {100 * self.outcome.loss:+.2f} pt), harms {self.outcome.harms}, helps {self.outcome.helps}",
+            f"(loss {100 * self.outcome.loss:+.2f} pt), harms {self.outcome.harms:.3g}, helps {self.outcome.helps:.3g}"
+            + (" (expected, over orderings)" if isinstance(self.outcome, ExpectedOutcome) else ""),
             f"split: {self.learn_queries} queries chose the family member, {self.certify_queries} certified it; "
             f"thresholds certified {len(self.walk)}"
             + (
                 ""
                 if self.stopped_at is None
                 else f", walk stopped at {self.stopped_at.rule.describe()} "
-                f"(p = {self.stopped_at.p_value:.3g}, harms {self.stopped_at.outcome.harms}, "
-                f"helps {self.stopped_at.outcome.helps})"
+                f"(p = {self.stopped_at.p_value:.3g}, loss {100 * self.stopped_at.outcome.loss:+.2f} pt, "
+                f"harms {self.stopped_at.outcome.harms:.3g}, helps {self.stopped_at.outcome.helps:.3g})"
             ),
         ]
         lines += [f"note: {n}" for n in self.notes]
@@ -293,19 +326,41 @@ def choose_rule(
     target: float = 0.005,
     family: Family | None = None,
     answer_kind: str = "math",
-) -> tuple[StopRule | None, ReplayOutcome | None]:
+    replayer: OrderingReplay | None = None,
+) -> tuple[StopRule | None, ReplayOutcome | ExpectedOutcome | None]:
     """The family member that saves the most samples with observed loss within ``target`` (no bound).
 
     A point estimate: on the data it was chosen on it meets the target by construction, and
-    says nothing about other data. :func:`certify` gives a rule with a promise.
+    says nothing about other data. :func:`certify` gives a rule with a promise. With a
+    ``replayer`` the losses are ordering-averaged (:class:`OrderingReplay`), else recorded-order.
     """
     fam = family or Family()
+    if replayer is not None:
+        if isinstance(trajectories, TrajectoryBatch):
+            trajectories = trajectories.trajectories
+        return _choose_by_orderings(list(trajectories), target, fam, answer_kind, replayer)
     batch = trajectories if isinstance(trajectories, TrajectoryBatch) else TrajectoryBatch(trajectories)
     best: tuple[StopRule, ReplayOutcome] | None = None
     for chain in fam.chains(answer_kind):
         rule, o = _walk_point(chain, fam.strictest_first(), batch, target)
         if rule is not None and o is not None and (best is None or o.samples < best[1].samples):
             best = (rule, o)
+    return (best[0], best[1]) if best else (None, None)
+
+
+def _choose_by_orderings(
+    trajectories: list[Trajectory], target: float, family: Family, answer_kind: str, replayer: OrderingReplay
+) -> tuple[StopRule | None, ExpectedOutcome | None]:
+    thresholds = tuple(family.strictest_first())
+    chains = family.chains(answer_kind)
+    replayer.prepare([(c, thresholds) for c in chains], trajectories)
+    best: tuple[StopRule, ExpectedOutcome] | None = None
+    for chain in chains:
+        for t, o in zip(thresholds, replayer.sweep(chain, thresholds, trajectories), strict=True):
+            if o.loss > target:
+                break
+            if best is None or o.samples < best[1].samples:
+                best = (_with_threshold(chain, t), o)
     return (best[0], best[1]) if best else (None, None)
 
 
@@ -350,12 +405,15 @@ def certify(
     *,
     target: float = 0.005,
     confidence: float = 0.95,
-    method: Method = "ltt-paired",
+    method: Method = "ordering-betting",
     family: Family | None = None,
     learn_share: float = 0.3,
     seed: int = 0,
     answer_kind: str = "math",
     binomial_share: float = 0.8,
+    orderings: Orderings | None = None,
+    replayer: OrderingReplay | None = None,
+    scope: str = "each set",
 ) -> Calibration:
     r"""A rule whose accuracy loss vs the full budget is at most ``target`` with probability ``confidence``.
 
@@ -373,7 +431,18 @@ def certify(
     confidence:
         :math:`1 - \delta`.
     method:
-        ``ltt-paired`` (harms and helps, the default) or ``ltt-binomial`` (harm rate only).
+        ``ordering-betting`` (the default: the ordering-averaged paired loss, bounded per query,
+        tested by betting; :mod:`certaindex._certify_orderings`), or in the recorded order
+        ``ltt-paired`` (harms and helps) or ``ltt-binomial`` (harm rate only).
+    family:
+        The rules to choose from (default :class:`Family`; :meth:`Family.recorded_order` for the
+        recorded-order methods).
+    orderings, replayer:
+        How ``ordering-betting`` averages over orderings; pass one :class:`OrderingReplay` to
+        several calls on the same trajectories to share the work.
+    scope:
+        ``ordering-betting`` only: the promise holds for ``"each set"`` (every data set's workload
+        on its own, the default) or for the ``"pooled"`` mixture of the calibration data.
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
@@ -381,7 +450,23 @@ def certify(
         raise ValueError(f"target is a fraction in [0, 1), got {target}")
     if not trajectories:
         raise ValueError("no trajectories to calibrate on")
-    fam = family or Family()
+    if method == "ordering-betting":
+        from certaindex._certify_orderings import certify_by_orderings  # it builds on this module
+
+        return certify_by_orderings(
+            trajectories,
+            target=target,
+            confidence=confidence,
+            family=family or Family(),
+            learn_share=learn_share,
+            seed=seed,
+            answer_kind=answer_kind,
+            replayer=replayer or OrderingReplay(orderings),
+            scope=scope,  # type: ignore[arg-type]
+        )
+    if method not in ("ltt-paired", "ltt-binomial"):
+        raise ValueError(f"unknown method {method!r}: use ordering-betting, ltt-paired or ltt-binomial")
+    fam = family or Family.recorded_order()
     delta = 1.0 - confidence
     learn, cert = split_queries(trajectories, learn_share, seed)
     everything = TrajectoryBatch(trajectories)

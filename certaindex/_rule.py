@@ -30,6 +30,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -144,6 +145,13 @@ class StopRule:
     certification: Certification | None = None
     name: str | None = None
     """A label for reports (``ESC window 5``); not part of the decision."""
+    max_risk: float | None = None
+    """The confident exit also waits for as many samples as it takes (at least ``min_samples``) so
+    that no query, whatever its answers, loses more than this on average over the orders of its
+    samples at its budget (:func:`~certaindex.loss_range`): one rule, the same worst case at 8 or
+    100 samples, waiting longer where the full budget's answer is harder to match. Needs the
+    budget (:attr:`Trajectory.budget`) and a rule the range bounds (``majority``, abstentions
+    ``distinct``, threshold above 1/2). None: ``min_samples`` alone."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.measure, str) or not self.measure or "/" in self.measure:
@@ -156,6 +164,14 @@ class StopRule:
             value = getattr(self, label)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise RuleError(f"{label} must be an integer >= 1, got {value!r}")
+        if self.max_risk is not None:
+            if not isinstance(self.max_risk, int | float) or not 0.0 < self.max_risk < 1.0:
+                raise RuleError(f"max_risk must lie in (0, 1), got {self.max_risk!r}")
+            if not self.bounded:
+                raise RuleError(
+                    "max_risk needs a rule whose loss range is bounded: measure majority, abstentions distinct, "
+                    "threshold above 1/2"
+                )
         if self.answer_kind not in ANSWER_KINDS:
             raise RuleError(f"answer_kind must be one of {', '.join(ANSWER_KINDS)}, got {self.answer_kind!r}")
         if self.abstentions not in ABSTENTIONS:
@@ -173,6 +189,27 @@ class StopRule:
             )
 
     @property
+    def bounded(self) -> bool:
+        """Whether :func:`~certaindex.loss_range` bounds the confident exit (else its range is trivial)."""
+        return (
+            self.measure == "majority"
+            and self.abstentions == "distinct"
+            and (self.threshold is None or self.threshold > 0.5)
+            and max(self.min_samples, self.round_size) >= 2
+        )
+
+    def min_samples_at(self, budget: int) -> int:
+        """Samples drawn before the confident exit may fire, for a query with this budget.
+
+        >>> rule = StopRule("majority", 0.8, min_samples=2, abstentions="distinct", max_risk=0.1)
+        >>> [rule.min_samples_at(n) for n in (8, 30, 100)]
+        [3, 6, 7]
+        """
+        if self.max_risk is None or self.threshold is None:
+            return self.min_samples
+        return _risk_minimum(self.with_changes(max_risk=None, certification=None, name=None), budget, self.max_risk)
+
+    @property
     def value_key(self) -> str:
         """Key of this rule's certaindex values in a trajectory (measure, abstentions, ESC window)."""
         return value_key(self.measure, self.abstentions, self.round_size)
@@ -187,7 +224,10 @@ class StopRule:
             return "no early stop (full budget)"
         parts = []
         if self.threshold is not None:
-            parts.append(f"{self.measure} >= {self.threshold:.4g} from {self.min_samples} samples")
+            low = f"{self.min_samples} samples"
+            if self.max_risk is not None:
+                low = f"{low} (more until any query's loss <= {self.max_risk:g})"
+            parts.append(f"{self.measure} >= {self.threshold:.4g} from {low}")
         parts.append(f"rounds of {self.round_size}")
         if self.measure in AGREEMENT_MEASURES:
             parts.append(f"abstentions {self.abstentions}")
@@ -251,6 +291,24 @@ class StopRule:
                 f"{where}: {algorithm} cannot produce measure {rule.measure!r} (it reports {', '.join(reported)})"
             )
         return rule
+
+
+@lru_cache(maxsize=65536)
+def _risk_minimum(rule: StopRule, budget: int, risk: float) -> int:
+    """The fewest samples (>= ``rule.min_samples``) that keep the rule's loss range within ``risk``."""
+    from certaindex._range import loss_range  # it builds on this module
+
+    def ok(low: int) -> bool:
+        return loss_range(rule.with_changes(min_samples=low, hopeless_threshold=None), budget).hi <= risk
+
+    lo, hi = rule.min_samples, max(rule.min_samples, budget)  # `budget` samples: never early, range 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def value_key(measure: str, abstentions: str = "class", round_size: int = 1) -> str:

@@ -25,14 +25,14 @@ The answer a query returns is always the majority of its *answered* samples.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from certaindex._rule import ABSTENTIONS, StopRule
+from certaindex._rule import ABSTENTIONS, RuleError, StopRule
 
 __all__ = [
     "NO_ANSWER",
@@ -191,6 +191,12 @@ class Trajectory:
     query_id: str = ""
     dataset: str = ""
     meta: Mapping[str, Any] = field(default_factory=dict)
+    labels: tuple[Hashable | None, ...] | None = None
+    """Each sample's cluster label in recorded order (``None``: abstention); needed to re-order the samples."""
+    sample_correct: NDArray[np.bool_] | None = None
+    """Whether each sample's own answer is right, in recorded order."""
+    budget: int | None = None
+    """The query's full budget in samples (None: the last check's, when complete)."""
 
     def __len__(self) -> int:
         return int(self.samples.size)
@@ -251,6 +257,8 @@ class Trajectory:
             query_id=query_id,
             dataset=dataset,
             meta=dict(meta or {}),
+            labels=tuple(labels),
+            sample_correct=None if correct is None else np.asarray(correct, dtype=bool),
         )
 
 
@@ -282,8 +290,33 @@ class TrajectoryBatch:
         self.last = np.array([len(t) - 1 for t in self.trajectories], dtype=np.int64)
         self.complete = np.array([t.complete for t in self.trajectories], dtype=bool)
         self.samples = self._stack([t.samples for t in self.trajectories], 0).astype(np.int64)
+        self.budget = np.array([_budget(t) for t in self.trajectories], dtype=np.int64)
+        """Per trajectory: the budget in samples (-1: unknown, a running trajectory that does not say)."""
         self._columns: dict[str, NDArray[np.float64]] = {"samples": self.samples.astype(float)}
         self._values: dict[str, NDArray[np.float64]] = {}
+        self._value_source: Callable[[str], NDArray[np.float64]] | None = None
+
+    @classmethod
+    def from_arrays(
+        cls, samples: NDArray[np.int64], value_source: Callable[[str], NDArray[np.float64]]
+    ) -> TrajectoryBatch:
+        """Complete trajectories of equal length given as arrays: ``samples`` (rows x checks) and the
+        measure values of a key computed on demand by ``value_source(key)`` (same shape).
+
+        For many re-orderings of one query's samples (:mod:`certaindex._orderings`), which would
+        cost a :class:`Trajectory` object each; :func:`stop_indices` reads both forms alike.
+        """
+        batch = cls.__new__(cls)
+        batch.trajectories = []
+        batch.size, batch.width = samples.shape
+        batch.last = np.full(batch.size, batch.width - 1, dtype=np.int64)
+        batch.complete = np.ones(batch.size, dtype=bool)
+        batch.samples = np.asarray(samples, dtype=np.int64)
+        batch.budget = batch.samples[:, -1].copy()
+        batch._columns = {"samples": batch.samples.astype(float)}
+        batch._values = {}
+        batch._value_source = value_source
+        return batch
 
     def _stack(self, rows: Sequence[NDArray[Any]], fill: float) -> NDArray[np.float64]:
         out = np.full((self.size, self.width), fill, dtype=float)
@@ -292,6 +325,8 @@ class TrajectoryBatch:
         return out
 
     def values(self, key: str) -> NDArray[np.float64]:
+        if key not in self._values and self._value_source is not None:
+            self._values[key] = self._value_source(key)
         if key not in self._values:
             rows = []
             for t in self.trajectories:
@@ -321,6 +356,24 @@ class TrajectoryBatch:
         return TrajectoryBatch([self.trajectories[int(i)] for i in rows])
 
 
+def _budget(t: Trajectory) -> int:
+    if t.budget is not None:
+        return int(t.budget)
+    return int(t.samples[-1]) if t.complete and t.samples.size else -1
+
+
+def _min_samples(rule: StopRule, batch: TrajectoryBatch) -> NDArray[np.int64] | int:
+    if rule.max_risk is None:
+        return rule.min_samples
+    if (batch.budget < 0).any():
+        raise RuleError(
+            f"rule {rule.describe()!r} waits according to the budget: give running trajectories their budget "
+            "(Trajectory.budget)"
+        )
+    need = {int(b): rule.min_samples_at(int(b)) for b in np.unique(batch.budget)}
+    return np.array([need[int(b)] for b in batch.budget], dtype=np.int64)[:, None]
+
+
 def stop_indices(rule: StopRule, batch: TrajectoryBatch) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Check index and reason code (index into ``confident, hopeless, budget, continue``) per trajectory.
 
@@ -341,7 +394,7 @@ def stop_indices(rule: StopRule, batch: TrajectoryBatch) -> tuple[NDArray[np.int
         values = batch.values(rule.value_key)
         with np.errstate(invalid="ignore"):
             if rule.threshold is not None:
-                confident = check & (samples >= rule.min_samples) & (values >= rule.threshold)
+                confident = check & (samples >= _min_samples(rule, batch)) & (values >= rule.threshold)
             if rule.hopeless_threshold is not None:
                 hopeless = check & (samples >= rule.hopeless_after) & (values < rule.hopeless_threshold)
     fire = confident | hopeless

@@ -106,7 +106,7 @@ def test_certify_walks_strictest_first_and_stops_at_the_first_failing_threshold(
     population = _crafted()
     loose = StopRule("majority", 0.75)
     assert replay(loose, population).harms == 0  # a walk that went on past 0.85 would certify 0.75
-    cal = certify(population, target=0.05, family=ONE_CHAIN)
+    cal = certify(population, target=0.05, family=ONE_CHAIN, method="ltt-paired")
     assert cal.certified
     assert [s.rule.threshold for s in cal.walk] == [0.95]
     assert cal.stopped_at is not None and cal.stopped_at.rule.threshold == 0.85
@@ -131,7 +131,7 @@ def test_legacy_calibration_walk_stops_at_the_first_failure() -> None:
 
 
 def test_too_few_queries_certify_nothing_and_say_why() -> None:
-    cal = certify(_crafted(100, 0), target=0.005, family=ONE_CHAIN)
+    cal = certify(_crafted(100, 0), target=0.005, family=ONE_CHAIN, method="ltt-paired")
     assert not cal.certified and cal.rule.threshold is None
     assert any("harm-free certify queries are needed" in n for n in cal.notes)
     assert cal.outcome.samples_saved == 0.0
@@ -162,10 +162,10 @@ LADDER = (0.005, 0.01, 0.02, 0.05)
 def test_ladder_returns_the_tightest_bound_and_pays_for_trying_several() -> None:
     # 70 harm-free certify queries: enough for 5 pt at delta = 0.05, not at delta / 4.
     safe = _crafted(100, 0)
-    assert certify(safe, target=0.05, family=ONE_CHAIN).certified
-    assert not certify_ladder(safe, LADDER, family=ONE_CHAIN).certified
+    assert certify(safe, target=0.05, family=ONE_CHAIN, method="ltt-paired").certified
+    assert not certify_ladder(safe, LADDER, family=ONE_CHAIN, method="ltt-paired").certified
     # Three times the queries: 5 pt passes at delta / 4, 2 pt still does not.
-    ladder = certify_ladder(_crafted(300, 0), LADDER, family=ONE_CHAIN)
+    ladder = certify_ladder(_crafted(300, 0), LADDER, family=ONE_CHAIN, method="ltt-paired")
     cert = ladder.rule.certification
     assert ladder.certified and cert is not None
     assert (cert.bound, cert.confidence) == (0.05, 0.95)
