@@ -40,7 +40,14 @@ def bench(
         str, typer.Option(help="Scheduling policies to compare, comma-separated; knobs as NAME:KEY=VALUE")
     ] = ",".join(POLICIES),
     engine_profile: Annotated[str, typer.Option(help="Cost profile of the simulated engine")] = "h100-llama3-8b",
-    duration: Annotated[float, typer.Option(help="Seconds of arrivals per run")] = 600.0,
+    duration: Annotated[float, typer.Option(help="Seconds of scored arrivals per run")] = 600.0,
+    keep_load: Annotated[
+        bool,
+        typer.Option(
+            "--keep-load/--drain",
+            help="Arrivals go on (unscored) until every scored query is done; --drain stops them at --duration",
+        ),
+    ] = True,
     seed: Annotated[int, typer.Option(help="Seed of arrivals and content")] = 0,
     arrivals: Annotated[str, typer.Option(help="poisson, gamma, or a timestamp FILE")] = "poisson",
     cv: Annotated[float, typer.Option(help="Coefficient of variation of gamma arrivals (>1: bursty)")] = 2.0,
@@ -102,6 +109,7 @@ def bench(
             workload,
             replay_traces,
             duration=duration,
+            keep_load=keep_load,
             seed=seed,
             arrivals=arrivals,
             cv=cv,
@@ -158,6 +166,7 @@ def _run_config(
     replay_traces: Path | None,
     *,
     duration: float,
+    keep_load: bool,
     seed: int,
     arrivals: str,
     cv: float,
@@ -185,6 +194,7 @@ def _run_config(
     config = RunConfig(
         workload=chosen,
         duration=duration,
+        keep_load=keep_load,
         seed=seed,
         arrivals=make_arrivals(arrivals, cv=cv),
         engine_profile=engine_profile,

@@ -279,6 +279,7 @@ def _meta(
         "budget_notes": workload.budget_notes(config.params),
         "arrivals": config.arrivals.describe(),
         "duration_s": config.duration,
+        "keep_load": config.keep_load,
         "seed": config.seed,
         "policies": list(policies),
         "arms": [arm_label(p, e) for p, e in arms],

@@ -28,7 +28,9 @@ def headline(result: BenchResult) -> list[str]:
     scales = meta["search_slo_scales"] or meta["slo_scales"][:1]
     lines = [
         f"{result.label}: workload {meta['workload']}, {meta['arrivals']} arrivals, "
-        f"{meta['duration_s']:g} s of traffic per run, seed {meta['seed']}, "
+        f"{meta['duration_s']:g} s of scored traffic per run"
+        f"{' (arrivals going on until the scored queries are done)' if meta.get('keep_load') else ' (then drained)'}, "
+        f"seed {meta['seed']}, "
         f"SLO scale{'s' if len(scales) > 1 else ''} {', '.join(f'{x:g}' for x in scales)}"
     ]
     lines += [f"budget: {note}" for note in meta.get("budget_notes", [])]

@@ -59,7 +59,11 @@ class RunConfig:
 
     workload: Workload
     duration: float = 3600.0
-    """Seconds of arrivals (queries arriving later are not sent; the run drains the rest)."""
+    """Seconds of measured arrivals: the queries scored are those arriving in ``[0, duration)``."""
+    keep_load: bool = True
+    """Arrivals go on after ``duration`` (unscored) until every scored query has finished, so no scored
+    query is served by an engine that has stopped receiving work. False: the run drains, and a rate
+    above what the engine sustains still passes when the backlog clears within a deadline."""
     seed: int = 0
     arrivals: Arrivals = field(default_factory=PoissonArrivals)
     engine_profile: str = "h100-llama3-8b"
@@ -172,7 +176,11 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
         )
     loop = asyncio.get_running_loop()
     wall0, start = time.perf_counter(), loop.time()
-    times = config.arrivals.times(spec.rate, config.duration, config.seed)
+    horizon = config.duration
+    if config.keep_load:
+        horizon += spec.slo_scale * max(p.base_deadline for p in config.workload.presets)
+    times = config.arrivals.times(spec.rate, horizon, config.seed)
+    scored = int((times < config.duration).sum())
     backend, scorer, capacity, source = _backend(config)
     recorder = None
     if config.record_traces:
@@ -183,8 +191,9 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
     )
     queries = [config.workload.draw(i, config.seed, config.params, early_exit=early) for i in range(len(times))]
     outcomes: list[QueryOutcome] = []
+    load: list[asyncio.Task[None]] = []
 
-    async def one(query: WorkloadQuery, at: float) -> None:
+    async def one(query: WorkloadQuery, at: float, index: int) -> None:
         await asyncio.sleep(max(0.0, start + at - loop.time()))
         if source is not None:
             source.register(query)
@@ -196,12 +205,18 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
             correct = source.grade(query.id, result.answer)
         else:
             correct = _is_correct(result.answer, query.prompt.reference)
-        outcomes.append(_outcome(query, result, deadline, correct, start))
+        if index < scored:
+            outcomes.append(_outcome(query, result, deadline, correct, start))
+            if len(outcomes) == scored:
+                for task in load:  # the scored queries are done: the load after them is not needed
+                    task.cancel()
 
     try:
         async with asyncio.TaskGroup() as tg:
-            for query, at in zip(queries, times, strict=True):
-                tg.create_task(one(query, float(at)))
+            for index, (query, at) in enumerate(zip(queries, times, strict=True)):
+                task = tg.create_task(one(query, float(at), index))
+                if index >= scored:
+                    load.append(task)
     finally:
         engine = _engine_counters(recorder.inner if recorder else backend)
         await runtime.aclose()

@@ -141,3 +141,14 @@ def test_same_seed_same_numbers_and_the_ablation_ratios() -> None:
 def test_same_numbers_whatever_jobs(jobs: int) -> None:
     # Worker processes run the arms in another order and after other work than one process does.
     assert _without_wall_time(_bench(3, jobs=jobs)) == _without_wall_time(_bench(3, jobs=1))
+
+
+def test_arrivals_go_on_until_the_scored_queries_are_done() -> None:
+    # Above what the engine sustains: with the load kept on, the backlog never clears for the scored
+    # queries; a drained run lets the last of them finish on an emptying engine.
+    spec = PointSpec("fcfs", 6.0, 0.25, early_exit=False)
+    kept, drained = (run_points(_config(duration=60.0, keep_load=k), [spec])[0] for k in (True, False))
+    assert [o.id for o in kept.outcomes] == [o.id for o in drained.outcomes]  # the same queries are scored
+    assert [o.arrival for o in kept.outcomes] == [o.arrival for o in drained.outcomes]
+    assert all(o.arrival < 60.0 for o in kept.outcomes)
+    assert summarize(kept.outcomes, 60.0).attainment < summarize(drained.outcomes, 60.0).attainment
