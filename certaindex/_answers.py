@@ -233,6 +233,16 @@ def canonical_key(answer: str | None) -> str | None:
     """
     if answer is None:
         return None
+    key = answer
+    for _ in range(8):  # to a fixed point: removing one thing can uncover another (`\<space>:` -> `\:`)
+        again = _normalize(key)
+        if again == key:
+            break
+        key = again
+    return key or None
+
+
+def _normalize(answer: str) -> str:
     key = _SPACES.sub("", answer)
     for old, new in _REPLACEMENTS:
         key = key.replace(old, new)
@@ -245,7 +255,7 @@ def canonical_key(answer: str | None) -> str | None:
         key = m.group(1).upper()
     if _THOUSANDS.match(key):
         key = key.replace(",", "")
-    return key or None
+    return key
 
 
 _INT_OR_DEC = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
