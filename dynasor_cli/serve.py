@@ -9,6 +9,8 @@ import typer
 
 from dynasor_cli._options import DEFAULT_POLICY, POLICY_HELP, policy_spec
 
+_KEEP_ALIVE_S = 75
+
 
 def serve(
     upstream: Annotated[
@@ -122,7 +124,16 @@ def serve(
     except (DynasorError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+    # Idle client connections are kept longer than clients keep them (httpx, the OpenAI SDK: 5 s), so a
+    # client never sends a request on a connection the proxy is closing (a reset, at uvicorn's default 5 s).
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_keep_alive=_KEEP_ALIVE_S,
+    )
 
 
 def register(app: typer.Typer) -> None:

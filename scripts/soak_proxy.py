@@ -60,14 +60,17 @@ KINDS = ("chat", "chat-stream", "completions", "completions-stream", "reasoning"
 def fake_app(token_delay: float) -> Any:
     """An OpenAI-shaped server streaming ``max_tokens`` pieces; counts streams opened, finished, closed early."""
     from starlette.applications import Starlette
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
     stats = {"requests": 0, "opened": 0, "finished": 0, "closed_early": 0}
 
     async def answer(request: Request) -> Response:
-        body = json.loads(await request.body())
+        try:
+            body = json.loads(await request.body())
+        except ClientDisconnect:  # the proxy aborted the request before sending all of it
+            return Response(status_code=499)
         stats["requests"] += 1
         n = int(body.get("max_tokens") or 16)
         chat = request.url.path.endswith("chat/completions")
@@ -88,7 +91,7 @@ def fake_app(token_delay: float) -> Any:
                 for i in range(n):
                     await asyncio.sleep(token_delay)
                     piece = " 42" if i < n - 1 else " \\boxed{42}"
-                    choice = {"index": 0, "finish_reason": "length" if i == n - 1 else None}
+                    choice: dict[str, Any] = {"index": 0, "finish_reason": "length" if i == n - 1 else None}
                     choice.update({"delta": {"content": piece}} if chat else {"text": piece})
                     usage = {"prompt_tokens": 10, "completion_tokens": i + 1, "total_tokens": 11 + i}
                     data = {"id": "x", "object": "chunk", "model": "fake", "choices": [choice], "usage": usage}
@@ -178,8 +181,14 @@ class Tally:
     samples: list[str] = field(default_factory=list)
     """A few examples of each bad outcome, for the report."""
 
+    killed: str | None = None
+    """The killed replica's URL: a failure naming it happened because it died."""
+    failed_by_kill: int = 0
+
     def add(self, kind: str, outcome: str, seconds: float, note: str = "") -> None:
         self.outcomes[outcome] += 1
+        if outcome == "failed" and self.killed is not None and self.killed in note:
+            self.failed_by_kill += 1
         self.by_kind.setdefault(kind, Counter())[outcome] += 1
         if outcome == "ok":
             self.latencies.setdefault(kind, []).append(seconds)
@@ -231,8 +240,10 @@ async def one(client: httpx.AsyncClient, url: str, path: str, body: dict[str, An
     return ("failed", error) if error else ("ok", "")
 
 
-async def load(args: argparse.Namespace, url: str, events: list[tuple[float, str]]) -> tuple[Tally, float, int]:
-    tally = Tally()
+async def load(
+    args: argparse.Namespace, url: str, events: list[tuple[float, str]], killed: str | None
+) -> tuple[Tally, float, int]:
+    tally = Tally(killed=killed)
     rng = random.Random(args.seed)
     started = time.monotonic()
     end = started + args.duration
@@ -351,7 +362,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         events: list[tuple[float, str]] = []
         killed_stats: list[dict[str, Any]] = []
         watcher = asyncio.create_task(monitor(args, proxy_proc.pid, fakes, ports, rss, events, killed_stats))
-        tally, wall, sent = await load(args, url, events)
+        killed = f"127.0.0.1:{ports[-1]}" if len(ports) > 1 else None
+        tally, wall, sent = await load(args, url, events, killed)
         await watcher
         metrics_text = await drained(url)
         stats = []
@@ -411,6 +423,7 @@ def report(
         "seconds": round(wall, 1),
         "requests": sent,
         "outcomes": dict(tally.outcomes),
+        "failed_naming_the_killed_replica": tally.failed_by_kill,
         "by_kind": {k: dict(v) for k, v in tally.by_kind.items()},
         "latency_ms": {
             k: {"n": len(v), "p50": round(pct(v, 0.5) * 1e3, 1), "p99": round(pct(v, 0.99) * 1e3, 1)}
@@ -428,6 +441,8 @@ def report(
     }
     print(f"\n## Soak ({source}): {args.clients} clients, {wall:.0f} s, {sent} requests")
     print("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.outcomes.items())))
+    if tally.killed is not None:
+        print(f"  failed naming the killed replica ({tally.killed}): {tally.failed_by_kill}")
     for kind, counts in sorted(tally.by_kind.items()):
         lat = out["latency_ms"].get(kind, {})
         print(f"  {kind:19s} {dict(counts)}  p50 {lat.get('p50')} ms  p99 {lat.get('p99')} ms")

@@ -36,6 +36,13 @@ def test_options_reach_the_settings(settings_seen):
     assert s.public_health and s.api_key == "k"
 
 
+def test_idle_client_connections_outlive_the_clients_own_keep_alive(monkeypatch):
+    seen: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda asgi, **kw: seen.append(kw))
+    assert CliRunner().invoke(app, ["serve", "--upstream", "sim"]).exit_code == 0
+    assert seen[0]["timeout_keep_alive"] > 5  # httpx and the OpenAI SDK keep idle connections 5 s
+
+
 def test_the_default_reward_works_against_a_plain_engine(settings_seen):
     assert CliRunner().invoke(app, ["serve", "--upstream", "http://127.0.0.1:9"]).exit_code == 0
     assert settings_seen[0].rewards() == ("logprob",)
