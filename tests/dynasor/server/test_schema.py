@@ -26,10 +26,23 @@ schema = schemathesis.openapi.from_dict(create_app(SETTINGS).openapi())
 EXAMPLES = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 
 
+def _own_deadline_passed(case: Any, response: Any) -> bool:
+    """A 504 is the documented answer to a query whose own ``dynasor.deadline`` passed before any
+    answer (a generated deadline may be 5e-324 s); any other 5xx is a server error."""
+    options = case.body.get("dynasor") if isinstance(case.body, dict) else None
+    return (
+        response.status_code == 504
+        and isinstance(options, dict)
+        and options.get("deadline") is not None
+        and response.json()["error"]["type"] == "upstream_timeout"
+    )
+
+
 def check_no_server_error(case: Any, base_url: str) -> None:
     """The property: any request the schema allows gets a non-5xx answer, errors in the OpenAI shape."""
     response = case.call(base_url=base_url, timeout=30)
-    assert response.status_code < 500, f"{case.method} {case.path} -> {response.status_code}: {response.text[:500]}"
+    if not _own_deadline_passed(case, response):
+        assert response.status_code < 500, f"{case.method} {case.path} -> {response.status_code}: {response.text[:500]}"
     if response.status_code >= 400:
         error = response.json()["error"]
         assert error["code"] == response.status_code and error["message"]
