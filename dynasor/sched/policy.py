@@ -42,6 +42,15 @@ class GangPolicy(ABC):
     def key(self, gang: Gang) -> tuple[float, ...]:
         """Sort key of ``gang``, fixed while it waits."""
 
+    def gives_up(self, gang: Gang, now: float, token_time: float | None) -> bool:
+        """Whether to leave ``gang`` undispatched for good, because its query cannot finish by its
+        deadline anyway (the deadline then ends the query, as it would have mid-step).
+
+        ``token_time`` is the scheduler's recent estimate of seconds per generated token of a
+        running request (None before any finished). Plain policies never give up.
+        """
+        return False
+
 
 class FCFSPolicy(GangPolicy):
     """Per request, in arrival order: what a plain engine does (the baseline)."""
@@ -85,32 +94,52 @@ class DynasorPolicy(GangPolicy):
     Before a query has reported, its budget says little (most queries exit early): it is
     predicted to use what finished queries of its algorithm used on average, at the tokens per
     sample seen across queries, so new queries rank as the short jobs they usually are.
+
+    Under overload, a gang whose query can no longer finish by its deadline (now plus its
+    predicted duration, ``give_up`` times the predicted tokens of a request at the scheduler's
+    recent seconds per token, ends past it) is left undispatched: the deadline ends that query
+    as it would have mid-step, and the capacity goes to queries that can still make theirs.
     """
 
     name: ClassVar[str] = "dynasor"
     aging: float = 50.0
     """Tokens of predicted work forgiven per second since arrival."""
+    give_up: float = 1.0
+    """Leave a gang undispatched when ``give_up`` times its predicted duration ends past its query's
+    deadline: the capacity goes to queries that can still make theirs (0: never give up)."""
     demotion_penalty: float = 1e6
     """Work added for demoted (hopeless) queries: served after every healthy one of similar age."""
     unbounded_requests: int = 8
     """Remaining sub-requests assumed for a query without a sample cap."""
 
     def __post_init__(self) -> None:
-        if self.aging < 0 or self.demotion_penalty < 0 or self.unbounded_requests < 1:
+        if self.aging < 0 or self.demotion_penalty < 0 or self.unbounded_requests < 1 or self.give_up < 0:
             raise PolicyError(
-                "dynasor policy knobs: aging and demotion_penalty must be >= 0, unbounded_requests >= 1 "
-                f"(got {self.aging}, {self.demotion_penalty}, {self.unbounded_requests})"
+                "dynasor policy knobs: aging, demotion_penalty and give_up must be >= 0, unbounded_requests >= 1 "
+                f"(got {self.aging}, {self.demotion_penalty}, {self.give_up}, {self.unbounded_requests})"
             )
 
     def key(self, gang: Gang) -> tuple[float, ...]:
         return (self.predicted_work(gang) + self.aging * gang.stats.arrival, gang.submitted)
 
-    def predicted_work(self, gang: Gang) -> float:
+    def gives_up(self, gang: Gang, now: float, token_time: float | None) -> bool:
+        deadline = gang.stats.deadline
+        if not self.give_up or deadline is None or token_time is None:
+            return False
+        return now + self.give_up * self.request_tokens(gang) * token_time > deadline
+
+    def request_tokens(self, gang: Gang) -> float:
+        """Predicted completion tokens of one of the gang's requests: the query's mean so far, else
+        what other queries' requests made, at most the requests' ``max_tokens``."""
         query = gang.stats
         prior = gang.max_tokens_mean
         if query.prior_request_tokens is not None:
             prior = min(prior, query.prior_request_tokens)
-        per_request = query.mean_request_tokens(prior=prior)
+        return min(query.mean_request_tokens(prior=prior), gang.max_tokens_mean)
+
+    def predicted_work(self, gang: Gang) -> float:
+        query = gang.stats
+        per_request = self.request_tokens(gang)
         if query.max_samples is None:
             remaining = float(max(self.unbounded_requests, len(gang.requests)))
         else:

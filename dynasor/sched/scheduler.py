@@ -23,7 +23,7 @@ from dynasor.engine.base import Backend, Capacity, EngineRequest
 from dynasor.sched.gang import Gang
 from dynasor.sched.policy import GangPolicy
 
-__all__ = ["Dispatch", "GangScheduler", "estimate_prompt_tokens"]
+__all__ = ["Dispatch", "GangScheduler", "estimate_prompt_tokens", "gang_kv"]
 
 # Characters per token for the KV estimate of a prompt before the engine has tokenised it.
 _CHARS_PER_TOKEN = 4
@@ -36,6 +36,27 @@ def estimate_prompt_tokens(request: GenerateRequest) -> int:
     else:
         chars = sum(len(str(m.get("content") or "")) for m in request.prompt)
     return chars // _CHARS_PER_TOKEN + 1
+
+
+def gang_kv(stats: QueryStats, requests: Sequence[GenerateRequest]) -> list[int]:
+    """Estimated KV-cache tokens each request of a gang holds while it runs.
+
+    A request's completion is expected to be as long as the query's samples so far, else as the
+    samples of other queries (``prior_request_tokens``), at most its ``max_tokens``. Requests
+    with the same prompt share its blocks through the engine's prefix cache: the prompt is
+    counted once per gang, spread over the requests that share it.
+    """
+    expected = stats.mean_request_tokens(prior=stats.prior_request_tokens or 0.0)
+    prompts: dict[str, list[int]] = {}
+    for i, r in enumerate(requests):
+        key = r.prompt if isinstance(r.prompt, str) else repr(r.prompt)
+        prompts.setdefault(key, []).append(i)
+    kv = [int(min(r.max_tokens, expected or r.max_tokens)) for r in requests]
+    for members in prompts.values():
+        share = -(-estimate_prompt_tokens(requests[members[0]]) // len(members))
+        for i in members:
+            kv[i] += share
+    return kv
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +93,10 @@ class GangScheduler:
         self._request_ids = itertools.count()
         self.running_seqs = 0
         self.running_kv = 0
+        self.token_time: float | None = None
+        """Recent seconds per generated token of a running request (moving average over finished ones)."""
+        self.given_up = 0
+        """Gangs the policy left undispatched because their query could not make its deadline."""
 
     # -- queue verbs -------------------------------------------------------------------------
 
@@ -117,6 +142,12 @@ class GangScheduler:
             if gang.withdrawn:
                 heapq.heappop(self._heap)
                 continue
+            if self.policy.gives_up(gang, now, self.token_time):
+                # Never dispatched: the query's deadline ends it, and the capacity goes to others.
+                heapq.heappop(self._heap)
+                self.withdraw(gang)
+                self.given_up += 1
+                continue
             if not self.fits(gang):
                 break
             heapq.heappop(self._heap)
@@ -131,6 +162,12 @@ class GangScheduler:
             if gang.permit is not None and not gang.permit.done():
                 gang.permit.set_result(None)
         return Dispatch(now, tuple(granted), self._waiting)
+
+    def _observe(self, gang: Gang, tokens: int) -> None:
+        if tokens < 1 or gang.dispatched is None:
+            return
+        sample = (self.now() - gang.dispatched) / tokens
+        self.token_time = sample if self.token_time is None else 0.9 * self.token_time + 0.1 * sample
 
     def _release(self, gang: Gang, indices: Sequence[int]) -> None:
         self.running_seqs -= len(indices)
@@ -165,9 +202,7 @@ class GangScheduler:
         on_record: Callable[[RequestRecord], None] | None,
         on_dispatch: Callable[[Gang], None] | None,
     ) -> list[Completion]:
-        expected = stats.mean_request_tokens(prior=0.0)
-        kv = [estimate_prompt_tokens(r) + int(min(r.max_tokens, expected or r.max_tokens)) for r in requests]
-        gang = Gang(stats, requests, self.now(), kv, on_dispatch=on_dispatch)
+        gang = Gang(stats, requests, self.now(), gang_kv(stats, requests), on_dispatch=on_dispatch)
         gang.permit = asyncio.get_running_loop().create_future()
         self.submit(gang)
         self.schedule()
@@ -201,6 +236,7 @@ class GangScheduler:
             finish_reason = completion.finish_reason
             engine_request.meter.prompt_tokens = completion.prompt_tokens
             engine_request.meter.completion_tokens = completion.completion_tokens
+            self._observe(gang, completion.completion_tokens)
             return completion
         except Exception:
             finish_reason = "error"

@@ -199,3 +199,66 @@ def test_a_cancelled_gang_aborts_its_requests_in_order_whatever_the_task_set_ord
     run(main())
     assert aborted == prompts
     assert sched.running_seqs == 0
+
+
+@pytest.mark.parametrize("aging", [0.0, 50.0])
+def test_aging_lets_a_long_query_finish_under_a_steady_stream_of_short_ones(aging: float) -> None:
+    # One sequence at a time; a short query (one 50-token request, 0.5 s) arrives every 0.4 s, so
+    # short work always waits. The long query (2 x 1000 tokens predicted) ranks behind every
+    # short one until it has waited (2000 - 50) / aging seconds.
+    backend = FakeBackend(duration=lambda r: 5.0 if r.query_id == "long" else 0.5)
+    sched = GangScheduler(backend, make_policy(f"dynasor:aging={aging}"), Capacity(max_seqs=1))
+    horizon = 200.0
+
+    async def main() -> float | None:
+        loop = asyncio.get_running_loop()
+
+        async def short(i: int) -> None:
+            await asyncio.sleep(0.4 * i)
+            stats = QueryStats(f"s{i}", loop.time(), max_samples=1)
+            await sched.run_gang(stats, [GenerateRequest("short", 50)])
+
+        async def long() -> float:
+            stats = QueryStats("long", loop.time(), max_samples=2)
+            await sched.run_gang(stats, [GenerateRequest("long", 1000)] * 2)
+            return loop.time()
+
+        shorts = [asyncio.create_task(short(i)) for i in range(int(horizon / 0.4))]
+        await asyncio.sleep(0.25)  # a short query is running: the long one has to queue
+        waiting = asyncio.create_task(long())
+        try:
+            return await asyncio.wait_for(waiting, horizon)
+        except TimeoutError:
+            return None
+        finally:
+            for task in shorts:
+                task.cancel()
+            await asyncio.gather(*shorts, return_exceptions=True)
+
+    finished = run(main())
+    if aging == 0:
+        assert finished is None  # pure shortest-first starves it
+    else:
+        assert finished is not None and finished < 0.25 + (2000 - 50) / aging + 20
+
+
+def test_dynasor_gives_up_on_a_gang_that_cannot_make_its_deadline() -> None:
+    def gang(name: str, deadline: float | None, arrival: float) -> Gang:
+        stats = QueryStats(name, arrival=arrival, deadline=deadline, max_samples=2, prior_request_tokens=100.0)
+        return Gang(stats, [GenerateRequest(name, 500)] * 2, arrival, [10, 10])
+
+    # At 0.02 s a token, a 100-token request takes 2 s: "late" has 1 s left, "timely" 10 s.
+    late, timely, free = gang("late", 1.0, 0.0), gang("timely", 10.0, 1.0), gang("free", None, 2.0)
+    for policy, dispatched in (("dynasor", (timely, free)), ("dynasor:give_up=0", (late, timely, free))):
+        sched = GangScheduler(FakeBackend(), make_policy(policy), Capacity(max_seqs=8), clock=lambda: 0.0)
+        sched.token_time = 0.02
+        for g in (late, timely, free):
+            g.dispatched, g.withdrawn = None, False
+            sched.submit(g)
+        assert sched.schedule().gangs == dispatched
+        assert sched.given_up == 3 - len(dispatched) and len(sched) == 0
+    plain = GangScheduler(FakeBackend(), make_policy("query-fcfs"), Capacity(max_seqs=8), clock=lambda: 0.0)
+    plain.token_time = 0.02
+    late.dispatched = None
+    plain.submit(late)
+    assert plain.schedule().gangs == (late,)  # plain policies never give up
