@@ -168,12 +168,14 @@ def certify_by_orderings(
         ]
         saved = replayer.sweep(chain, thresholds, learn) if learn else []
         for i in range(len(thresholds)):
-            ok = all(outs and _predicted_pass(outs[i], len(g.cert), *bounds[i][::-1], delta)
-                     for g, bounds, outs in per_group)  # fmt: skip
+            ok = all(
+                outs and _predicted_pass(outs[i], len(g.cert), *bounds[i][::-1], delta) for g, bounds, outs in per_group
+            )
             if not ok:
                 if i == 0:
-                    score = min(_promise(outs[0], *bounds[0][::-1]) if outs else -math.inf
-                                for g, bounds, outs in per_group)  # fmt: skip
+                    score = min(
+                        _promise(outs[0], *bounds[0][::-1]) if outs else -math.inf for g, bounds, outs in per_group
+                    )
                     if fallback is None or score > fallback[1]:
                         fallback = (chain, score)
                 break
@@ -182,8 +184,9 @@ def certify_by_orderings(
     if chosen is None:
         if fallback is None or not cert:
             notes.append("no family member could be tried: run to the full budget")
-            return Calibration(full, False, None, len(learn), len(cert), [], None, replayer.outcome(full, everything),
-                               notes)  # fmt: skip
+            return Calibration(
+                full, False, None, len(learn), len(cert), [], None, replayer.outcome(full, everything), notes
+            )
         chosen = fallback
         notes.append("no family member is predicted to certify on the learn part: trying the most promising one")
     chain = chosen[0]
@@ -227,8 +230,9 @@ def certify_by_orderings(
                 )
     if not passed:
         notes.append("no threshold of the chosen family member was certified: run to the full budget")
-        return Calibration(full, False, chain, len(learn), len(cert), walk, stopped_at,
-                           replayer.outcome(full, everything), notes)  # fmt: skip
+        return Calibration(
+            full, False, chain, len(learn), len(cert), walk, stopped_at, replayer.outcome(full, everything), notes
+        )
     best = max((steps[t] for t in passed), key=lambda s: s.outcome.samples_saved)
     overall = replayer.outcome(best.rule, everything)
     where = "each data set" if scope == "each set" else "the pooled data"

@@ -1,7 +1,8 @@
 """Default knobs of the measures: the one place their constants live.
 
-Per-algorithm stopping *rules* (measure, threshold, step) are not here: the allocator reads
-them from its config (``dynasor/data/allocator.yaml``, or what ``dynasor calibrate`` writes).
+Per-algorithm stopping *rules* (:class:`~certaindex.StopRule`) are not here: they live in a
+Certaindex config, the bundled ``certaindex/data/certaindex.yaml`` or what ``dynasor calibrate``
+writes, which dynasor's allocator puts on top of its presets (``dynasor/data/presets.yaml``).
 """
 
 from __future__ import annotations

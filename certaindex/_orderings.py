@@ -515,8 +515,11 @@ class OrderingReplay:
             self._alive[key] = t
         return self._urns[key]
 
-    def prepare(self, requests: Sequence[StopRule | tuple[StopRule, tuple[float, ...]] | Literal["oracle"]],
-                trajectories: Sequence[Trajectory]) -> None:  # fmt: skip
+    def prepare(
+        self,
+        requests: Sequence[StopRule | tuple[StopRule, tuple[float, ...]] | Literal["oracle"]],
+        trajectories: Sequence[Trajectory],
+    ) -> None:
         """Compute every missing (query, request) result in one pass over the queries."""
         keyed = [(_request_key(r), r) for r in requests]
         for t in trajectories:

@@ -150,13 +150,15 @@ def _range(rule: StopRule, budget: int) -> LossRange:
         return LossRange(0.0, 0.0, budget, "never early")
     gain = _trigger(checks, budget)
     best = _knapsack(gain, budget)
-    worst = 0.0
     ties = _tied_trigger(checks, budget)
-    for size in range(1, budget + 1):
-        for tied in range(1, budget // size + 1):
+    # No tie: the largest cluster (size a) is the answer; the others, smaller, fill the rest.
+    sizes = np.arange(1, budget + 1)
+    worst = float(best[sizes - 1, budget - sizes].max())
+    for size in range(1, budget // 2 + 1):
+        for tied in range(2, budget // size + 1):
             # `right` of the tied clusters are right, the other `tied - right` can harm.
-            harm = max(((tied - right) * ties[size, right] for right in range(1, tied)), default=0.0)
-            worst = max(worst, harm + best[size - 1, budget - tied * size])
+            harm = max((tied - right) * ties[size, right] for right in range(1, tied))
+            worst = max(worst, harm + float(best[size - 1, budget - tied * size]))
     worst = float(min(1.0, worst))
     return LossRange(-worst, worst, budget, "union bound over answer clusters")
 

@@ -207,7 +207,8 @@ class StopRule:
         """
         if self.max_risk is None or self.threshold is None:
             return self.min_samples
-        return _risk_minimum(self.with_changes(max_risk=None, certification=None, name=None), budget, self.max_risk)
+        confident = StopRule(self.measure, self.threshold, round_size=self.round_size, abstentions=self.abstentions)
+        return max(self.min_samples, _risk_minimum(confident, budget, self.max_risk))
 
     @property
     def value_key(self) -> str:
@@ -295,13 +296,13 @@ class StopRule:
 
 @lru_cache(maxsize=65536)
 def _risk_minimum(rule: StopRule, budget: int, risk: float) -> int:
-    """The fewest samples (>= ``rule.min_samples``) that keep the rule's loss range within ``risk``."""
+    """The fewest samples that keep the (confident exit of the) rule's loss range within ``risk``."""
     from certaindex._range import loss_range  # it builds on this module
 
     def ok(low: int) -> bool:
-        return loss_range(rule.with_changes(min_samples=low, hopeless_threshold=None), budget).hi <= risk
+        return loss_range(rule.with_changes(min_samples=low), budget).hi <= risk
 
-    lo, hi = rule.min_samples, max(rule.min_samples, budget)  # `budget` samples: never early, range 0
+    lo, hi = 2, max(2, budget)  # 2: a single sample proves nothing; `budget` samples: never early, range 0
     while lo < hi:
         mid = (lo + hi) // 2
         if ok(mid):
