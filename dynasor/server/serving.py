@@ -119,26 +119,8 @@ class ReasoningService:
                 f"max_samples {opts.max_samples} exceeds this server's limit {limits.max_samples}",
                 param="dynasor.max_samples",
             )
-        params = opts.knobs()
         _check_measure(opts)
-        try:
-            validate_knobs(opts.algorithm, params)
-        except KnobError as exc:
-            raise ServingError(400, str(exc), param=f"dynasor.{exc.param}") from None
-        for name in TOKEN_KNOBS:
-            value = params.get(name)
-            if isinstance(value, int) and value > limits.max_tokens:
-                raise ServingError(
-                    400, f"{name} {value} exceeds this server's limit {limits.max_tokens}", param=f"dynasor.{name}"
-                )
-        accepted = set(knob_model(opts.algorithm).model_fields)
-        cap = req.token_cap()
-        if cap is not None and "max_tokens" in accepted:
-            params.setdefault("max_tokens", cap)
-        if req.temperature is not None and "temperature" in accepted:
-            params.setdefault("temperature", req.temperature)
-        if opts.max_samples is not None and "max_samples" in accepted:
-            params.setdefault("max_samples", opts.max_samples)
+        params, accepted = self._program_params(opts, req)
         rule = self._stop_rule(opts, accepted, params)
         try:
             program = make_program(opts.algorithm, params)
@@ -179,6 +161,32 @@ class ReasoningService:
             include_usage=req.include_usage,
             logprobs=logprobs,
         )
+
+    def _program_params(
+        self, opts: DynasorOptions, req: ChatCompletionRequest | CompletionRequest
+    ) -> tuple[dict[str, Any], set[str]]:
+        """The program's knobs, checked (the ``dynasor`` object's, then the request's own
+        ``max_tokens``, ``temperature`` and ``max_samples`` where the program has such knobs),
+        and the names of all the knobs it has."""
+        params = opts.knobs()
+        try:
+            validate_knobs(opts.algorithm, params)
+        except KnobError as exc:
+            raise ServingError(400, str(exc), param=f"dynasor.{exc.param}") from None
+        limit = self.settings.max_tokens
+        for name in TOKEN_KNOBS:
+            value = params.get(name)
+            if isinstance(value, int) and value > limit:
+                raise ServingError(400, f"{name} {value} exceeds this server's limit {limit}", param=f"dynasor.{name}")
+        accepted = set(knob_model(opts.algorithm).model_fields)
+        cap = req.token_cap()
+        if cap is not None and "max_tokens" in accepted:
+            params.setdefault("max_tokens", cap)
+        if req.temperature is not None and "temperature" in accepted:
+            params.setdefault("temperature", req.temperature)
+        if opts.max_samples is not None and "max_samples" in accepted:
+            params.setdefault("max_samples", opts.max_samples)
+        return params, accepted
 
     def _scorer_logprobs(self, algorithm: str, program: Program, params: Mapping[str, Any]) -> int | None:
         """Refuse, before anything runs, a program that scores when no scorer can serve it.
