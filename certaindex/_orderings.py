@@ -38,6 +38,7 @@ import math
 import zlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -346,7 +347,7 @@ def _sweep_stats(chain: StopRule, thresholds: tuple[float, ...], sh: _Shuffle) -
         fired = fire.any(axis=1)
         hopeless_at = np.where(fired, fire.argmax(axis=1), n - 1)
     limits = np.asarray(thresholds, dtype=float)
-    lows = np.array([_with(chain, t).min_samples_at(n) for t in thresholds])
+    lows = np.array(_lows(chain, thresholds, n))
     rows = values.shape[0]
     confident_at = np.zeros((rows, limits.size), dtype=np.int64)
     for low in np.unique(lows):
@@ -362,6 +363,12 @@ def _sweep_stats(chain: StopRule, thresholds: tuple[float, ...], sh: _Shuffle) -
     index = np.minimum(confident_at, hopeless_at[:, None])
     reason = np.where(confident_at <= hopeless_at[:, None], 0, np.where(fired[:, None], 1, 2))
     return _stats(sh, index.astype(np.int64), reason)
+
+
+@lru_cache(maxsize=65536)
+def _lows(chain: StopRule, thresholds: tuple[float, ...], budget: int) -> tuple[int, ...]:
+    """Per threshold, the fewest samples before the confident exit may fire (the same for every query)."""
+    return tuple(_with(chain, t).min_samples_at(budget) for t in thresholds)
 
 
 def _with(chain: StopRule, threshold: float) -> StopRule:
