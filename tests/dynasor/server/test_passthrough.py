@@ -80,8 +80,42 @@ async def _models(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": [{"id": "fake-model", "object": "model", "owned_by": "test"}]})
 
 
+# A stream as an upstream might write it, one write per item: multi-byte UTF-8 (one character
+# split across two writes), a comment line, CRLF line ends, an event split in two, two events
+# in one write, and an event with no blank line after it at the very end.
+RAW_PIECES = [
+    b'data: {"text": "caf\xc3\xa9 \xe2\x9c\x93", "n": 1.50}\n\n',
+    b": keep-alive\n\n",
+    b'event: message\r\nid: 7\r\ndata: {"crlf": true}\r\n\r\n',
+    b'data: {"split": "\xe2\x9c',
+    b'\x93 across writes"}\n\n',
+    b'data: {"a": 1}\n\ndata: {"b": 2}\n\n',
+    b"data:   [DONE]\n\n",
+    b"data: tail without its blank line\n",
+]
+RELAYED_PIECES = [*RAW_PIECES[:3], RAW_PIECES[3] + RAW_PIECES[4], *RAW_PIECES[5:]]
+"""What the client receives: each write as it came, except that half an event waits for its end."""
+
+
+async def _raw_stream(request: Request) -> Response:
+    await request.body()
+
+    async def pieces():
+        for piece in RAW_PIECES:
+            yield piece
+            await asyncio.sleep(0.02)
+
+    return StreamingResponse(pieces(), media_type="text/event-stream; charset=utf-8")
+
+
 def fake_upstream() -> Starlette:
-    return Starlette(routes=[Route("/v1/chat/completions", _chat, methods=["POST"]), Route("/v1/models", _models)])
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", _chat, methods=["POST"]),
+            Route("/v1/completions", _raw_stream, methods=["POST"]),
+            Route("/v1/models", _models),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +175,20 @@ def test_stream_is_relayed_chunk_by_chunk_with_tool_calls(relay_proxy):
     )
     assert args == "{1{2{3"
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("through_proxy", [False, True])
+def test_a_stream_is_relayed_byte_for_byte_chunk_by_chunk(relay_proxy, upstream, through_proxy):
+    """The proxy's stream equals the upstream's, piece by piece (the direct read is the control)."""
+    url, _ = relay_proxy
+    base = url if through_proxy else upstream
+    body = {"model": "m", "prompt": "x", "stream": True}
+    with httpx.stream("POST", f"{base}/v1/completions", json=body, headers={"authorization": "Bearer k"}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "text/event-stream; charset=utf-8"
+        received = list(r.iter_raw())
+    assert b"".join(received) == b"".join(RAW_PIECES)
+    assert received == (RELAYED_PIECES if through_proxy else RAW_PIECES)
 
 
 def test_models_come_from_the_upstream(relay_proxy):
