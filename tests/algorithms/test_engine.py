@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 import pytest
 
 from algorithms import make_program
@@ -34,9 +35,20 @@ TINY: dict[str, tuple[dict[str, Any], list[int]]] = {
 }
 
 
+async def running_in_engine(url: str) -> float:
+    """Requests the engine is generating for now (its own gauge; the tests run one at a time)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"{url}/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vllm:num_requests_running")
+    )
+
+
 async def run_on_engine(
-    url: str, model: str, algorithm: str, params: Mapping[str, Any], *, cancel_after: float | None = None
+    url: str, model: str, algorithm: str, params: Mapping[str, Any], *, cancel_when_running: int | None = None
 ) -> tuple[QueryResult, list[Mapping[str, Any]]]:
+    """Run one query; with ``cancel_when_running``, cancel it once that many of its requests are
+    generating in the engine (a fixed delay would race a loaded engine's prefill)."""
     backend = OpenAIBackend(url, model, read_timeout=120.0)
     scorer = JudgeScorer(backend, max_tokens=3) if algorithm == "bon" else SyntheticScorer(seed=0)
     runtime = Runtime(backend, allocator=AllocatorConfig({}), scorer=scorer)
@@ -45,8 +57,10 @@ async def run_on_engine(
         task = asyncio.create_task(
             runtime.run(Query("What is 6 times 7?", algorithm, params, id="q"), on_event=events.append)
         )
-        if cancel_after is not None:
-            await asyncio.sleep(cancel_after)
+        if cancel_when_running is not None:
+            async with asyncio.timeout(120):
+                while await running_in_engine(url) < cancel_when_running and not task.done():
+                    await asyncio.sleep(0.05)
             runtime.cancel("q")
         return await task, events
     finally:
@@ -74,7 +88,7 @@ async def test_each_program_runs_on_the_real_engine(engine_url, engine_model, al
 
 async def test_stopping_on_the_real_engine_aborts_the_requests(engine_url, engine_model):
     params = {"max_samples": 2, "samples_per_round": 2, "max_tokens": 512, "temperature": 1.0}
-    result, _ = await run_on_engine(engine_url, engine_model, "sc", params, cancel_after=1.5)
+    result, _ = await run_on_engine(engine_url, engine_model, "sc", params, cancel_when_running=2)
     assert result.exit_reason == "cancelled"
     aborted = [r for r in result.requests if r.finish_reason == "abort"]
     assert len(aborted) == 2 and all(r.completion_tokens < 512 for r in aborted)
