@@ -398,6 +398,15 @@ _PER_QUERY = (
 )
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Queries:
+    budgets: NDArray[np.int64]
+    full_right: NDArray[np.float64]
+    tokens_budget: NDArray[np.float64]
+    exact: NDArray[np.bool_]
+    datasets: tuple[str, ...]
+
+
 @dataclass(frozen=True, slots=True, eq=False)  # arrays inside: equality is identity
 class ExpectedOutcome:
     """A rule's ordering-averaged outcome: per query (arrays) and in total (read like :class:`ReplayOutcome`).
@@ -514,6 +523,8 @@ class OrderingReplay:
         self._alive: dict[int, Trajectory] = {}
         self._results: dict[tuple[int, Hashable], NDArray[np.float64]] = {}
         self._exact: dict[int, bool] = {}
+        self._static: dict[tuple[int, ...], _Queries] = {}
+        self._aliases: dict[Hashable, tuple[Hashable, int]] = {}
 
     def _urn(self, t: Trajectory) -> _Urn:
         key = id(t)
@@ -531,7 +542,17 @@ class OrderingReplay:
         keyed = [(_request_key(r), r) for r in requests]
         for t in trajectories:
             urn = self._urn(t)
-            missing = [(k, r) for k, r in keyed if (id(t), k) not in self._results]
+            missing = []
+            for k, r in keyed:
+                if (id(t), k) in self._results:
+                    continue
+                alias = self._aliases.get(k)
+                if alias is not None and (id(t), alias[0]) in self._results:
+                    # The same rule was computed as one threshold of a sweep (same stops: tests check it).
+                    column = alias[1]
+                    self._results[(id(t), k)] = self._results[(id(t), alias[0])][:, column : column + 1]
+                    continue
+                missing.append((k, r))
             if not missing:
                 continue
             sh = _Shuffle(urn, *_rows(urn, self.orderings))
@@ -541,38 +562,60 @@ class OrderingReplay:
                     stats = _oracle_stats(sh)
                 elif isinstance(request, tuple):
                     stats = _sweep_stats(request[0], request[1], sh)
+                    for i, threshold in enumerate(request[1]):
+                        self._aliases.setdefault(_request_key(_with(request[0], threshold)), (key, i))
                 else:
                     stats = _rule_stats(request, sh)
                 self._results[(id(t), key)] = stats
 
-    def _collect(self, key: Hashable, trajectories: Sequence[Trajectory], column: int) -> ExpectedOutcome:
-        stats = np.stack([self._results[(id(t), key)][:, column] for t in trajectories])
-        urns = [self._urn(t) for t in trajectories]
-        budget = np.array([u.ids.size for u in urns], dtype=np.int64)
-        full = np.array([u.final_correct for u in urns])
-        full_tokens = np.array([float(u.tokens[np.where(u.ids < 0, -1, u.ids)].sum()) for u in urns])
-        right = stats[:, 1]
-        return ExpectedOutcome(
-            losses=full - right,
-            drawn=stats[:, 0],
-            budgets=budget,
-            right=right,
-            full_right=full,
-            harm_probability=stats[:, 2],
-            help_probability=stats[:, 3],
-            tokens_drawn=stats[:, 4],
-            tokens_budget=full_tokens,
-            confident_probability=stats[:, 5],
-            hopeless_probability=stats[:, 6],
-            exact=np.array([self._exact[id(t)] for t in trajectories], dtype=bool),
-            orderings=self.orderings,
-            datasets=tuple(t.dataset for t in trajectories),
-        )
+    def _queries(self, trajectories: Sequence[Trajectory]) -> _Queries:
+        """What the outcomes need of the queries beside a rule's results (kept per list of queries)."""
+        ids = tuple(id(t) for t in trajectories)
+        if ids not in self._static:
+            urns = [self._urn(t) for t in trajectories]
+            self._static[ids] = _Queries(
+                budgets=np.array([u.ids.size for u in urns], dtype=np.int64),
+                full_right=np.array([u.final_correct for u in urns], dtype=float),
+                tokens_budget=np.array([float(u.tokens[np.where(u.ids < 0, -1, u.ids)].sum()) for u in urns]),
+                exact=np.array([self._exact[id(t)] for t in trajectories], dtype=bool),
+                datasets=tuple(t.dataset for t in trajectories),
+            )
+        return self._static[ids]
+
+    def _collect(self, key: Hashable, trajectories: Sequence[Trajectory], columns: int = 1) -> list[ExpectedOutcome]:
+        if trajectories:
+            every = np.stack([self._results[(id(t), key)] for t in trajectories])  # queries x fields x columns
+        else:
+            every = np.zeros((0, len(_FIELDS), columns))
+        q = self._queries(trajectories)
+        out = []
+        for column in range(columns):
+            stats = every[:, :, column]
+            right = stats[:, 1]
+            out.append(
+                ExpectedOutcome(
+                    losses=q.full_right - right,
+                    drawn=stats[:, 0],
+                    budgets=q.budgets,
+                    right=right,
+                    full_right=q.full_right,
+                    harm_probability=stats[:, 2],
+                    help_probability=stats[:, 3],
+                    tokens_drawn=stats[:, 4],
+                    tokens_budget=q.tokens_budget,
+                    confident_probability=stats[:, 5],
+                    hopeless_probability=stats[:, 6],
+                    exact=q.exact,
+                    orderings=self.orderings,
+                    datasets=q.datasets,
+                )
+            )
+        return out
 
     def outcome(self, rule: StopRule, trajectories: Sequence[Trajectory]) -> ExpectedOutcome:
         """``rule`` averaged over the orderings of each query's samples."""
         self.prepare([rule], trajectories)
-        return self._collect(_request_key(rule), trajectories, 0)
+        return self._collect(_request_key(rule), trajectories)[0]
 
     def sweep(
         self, chain: StopRule, thresholds: Sequence[float], trajectories: Sequence[Trajectory]
@@ -580,13 +623,12 @@ class OrderingReplay:
         """``chain`` at each of ``thresholds`` (its own threshold ignored), one outcome per threshold."""
         request = (chain, tuple(float(t) for t in thresholds))
         self.prepare([request], trajectories)
-        key = _request_key(request)
-        return [self._collect(key, trajectories, i) for i in range(len(request[1]))]
+        return self._collect(_request_key(request), trajectories, len(request[1]))
 
     def oracle(self, trajectories: Sequence[Trajectory]) -> ExpectedOutcome:
         """The final-answer oracle on the same orderings: the first check whose answer is the full budget's."""
         self.prepare(["oracle"], trajectories)
-        return self._collect("oracle", trajectories, 0)
+        return self._collect("oracle", trajectories)[0]
 
 
 def _request_key(request: StopRule | tuple[StopRule, tuple[float, ...]] | str) -> Hashable:

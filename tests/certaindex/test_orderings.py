@@ -112,12 +112,12 @@ def test_sweep_matches_each_threshold_replayed_alone() -> None:
     for chain in chains:
         for t, swept in zip(thresholds, replayer.sweep(chain, thresholds, trajectories), strict=True):
             hope = chain.hopeless_threshold
-            alone = replayer.outcome(
-                chain.with_changes(threshold=t, hopeless_threshold=None if hope is None else min(hope, t)),
-                trajectories,
-            )
+            rule = chain.with_changes(threshold=t, hopeless_threshold=None if hope is None else min(hope, t))
+            alone = OrderingReplay(Orderings(count=200)).outcome(rule, trajectories)  # computed on its own
+            served = replayer.outcome(rule, trajectories)  # taken from the sweep already computed
             for name in ("losses", "drawn", "harm_probability", "help_probability", "hopeless_probability"):
                 assert np.allclose(getattr(swept, name), getattr(alone, name)), (chain.describe(), t, name)
+                assert np.allclose(getattr(served, name), getattr(alone, name)), (chain.describe(), t, name)
 
 
 def test_totals_the_oracle_and_subsets() -> None:
