@@ -3,6 +3,10 @@
 The client's body goes upstream byte for byte; the upstream's status, content type and
 body come back as they are, a stream relayed chunk by chunk as the bytes arrive. Over the
 simulated engine there is nothing to forward to, so the sim answers in the OpenAI shape.
+
+The relay's HTTP client is aiohttp, whose HTTP parser is compiled: on an instantly answering
+upstream the client's side of a relayed request cost 3-4x more CPU through httpx (pure-Python
+h11), and was the larger part of the proxy's own CPU (docs/proxy.md, "Where the time goes").
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, M
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from algorithms.protocol import Completion, GenerateRequest
 from dynasor._exceptions import EngineError
@@ -107,20 +111,27 @@ class UpstreamRelay:
         """Requests admitted and not finished (streams until their last byte)."""
         self.broken_streams = 0
         """Streams ended with an error event because the upstream failed mid-way."""
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.AsyncClient(
-            headers=headers,
-            # More connections than admitted requests, so an admitted request never waits for one;
-            # the pool timeout is a guard, not a queue.
-            timeout=httpx.Timeout(
-                connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=connect_timeout
-            ),
-            # Idle connections are dropped before the engine's keep-alive timeout (uvicorn, vLLM: 5 s)
-            # would close them under a request being sent.
-            limits=httpx.Limits(
-                max_connections=max_inflight + 16, max_keepalive_connections=max_inflight, keepalive_expiry=3.0
-            ),
-        )
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled client session, opened on first use (it belongs to the running loop)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                # More connections than admitted requests, so an admitted request never waits for one.
+                # Idle connections are dropped before the engine's keep-alive timeout (uvicorn, vLLM:
+                # 5 s) would close them under a request being sent.
+                connector=aiohttp.TCPConnector(limit=self.max_inflight + 16, keepalive_timeout=3.0),
+                headers=self._headers,
+                timeout=self._timeout,
+                # Bytes are relayed as they come: no compression asked for or undone, and no
+                # content type the client did not send.
+                auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding", "Content-Type"),
+            )
+        return self._session
 
     @property
     def inflight(self) -> int:
@@ -175,11 +186,10 @@ class UpstreamRelay:
                 replica = self.pool.pick(exclude=tried)
             except NoHealthyUpstream as exc:
                 raise unavailable(exc) from None
-            request = self.client.build_request(method, replica.url + path, content=body or None, headers=sent)
             replica.inflight += 1
             try:
-                response = await self.client.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                response = await self.session.request(method, replica.url + path, data=body or None, headers=sent)
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # Nothing reached the replica: safe to try another one.
                 replica.inflight -= 1
                 tried.append(replica)
@@ -189,7 +199,7 @@ class UpstreamRelay:
                         502, f"upstream {replica.url} unreachable: {type(exc).__name__}: {exc}", "upstream_error"
                     ) from exc
                 continue
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 # A kept-alive connection the upstream had just closed: no answer came, so the
                 # request is sent once more on a fresh connection (the engine drops the first).
                 replica.inflight -= 1
@@ -199,12 +209,12 @@ class UpstreamRelay:
                 raise ServingError(
                     502, f"upstream {replica.url} failed: {type(exc).__name__}: {exc}", "upstream_error"
                 ) from exc
-            except httpx.TimeoutException as exc:
+            except aiohttp.ServerTimeoutError as exc:
                 replica.inflight -= 1
                 raise ServingError(
                     504, f"upstream {replica.url} sent no answer in time: {type(exc).__name__}", "upstream_timeout"
                 ) from exc
-            except httpx.HTTPError as exc:
+            except aiohttp.ClientError as exc:
                 replica.inflight -= 1
                 raise ServingError(
                     502, f"upstream {replica.url} failed: {type(exc).__name__}: {exc}", "upstream_error"
@@ -215,30 +225,31 @@ class UpstreamRelay:
             break
         if replica.failures or replica.down_reason is not None:
             self.pool.mark_ok(replica)
-        out = {k: v for k, v in response.headers.items() if k.lower() in _RELAYED}
-        if stream and response.status_code < 400:
+        out = {k.lower(): v for k, v in response.headers.items() if k.lower() in _RELAYED}
+        if stream and response.status < 400:
             relayed = _RelayedStream(self, response, replica, path, started, deadline)
-            return Relay(response.status_code, out, stream=relayed, close=relayed.aclose)
+            return Relay(response.status, out, stream=relayed, close=relayed.aclose)
         try:
-            data = await response.aread()
-        except httpx.TimeoutException as exc:
+            data = await response.read()
+        except aiohttp.ServerTimeoutError as exc:
             raise ServingError(
                 504, f"upstream {replica.url} stopped sending: {type(exc).__name__}", "upstream_timeout"
             ) from exc
-        except httpx.HTTPError as exc:
-            raise ServingError(502, f"upstream {replica.url} broke off: {exc}", "upstream_error") from exc
+        except aiohttp.ClientError as exc:
+            raise ServingError(502, f"upstream {replica.url} broke off: {_describe(exc)}", "upstream_error") from exc
         finally:
-            await response.aclose()
+            response.release()  # back to the pool if the body was read whole, else closed
             replica.inflight -= 1
         self._done(path, started)
-        return Relay(response.status_code, out, body=data)
+        return Relay(response.status, out, body=data)
 
     def _done(self, path: str, started: float) -> None:
         if self.on_done is not None:
             self.on_done(path, time.perf_counter() - started)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 class _RelayedStream:
@@ -251,7 +262,7 @@ class _RelayedStream:
     def __init__(
         self,
         relay: UpstreamRelay,
-        response: httpx.Response,
+        response: aiohttp.ClientResponse,
         replica: Replica,
         path: str,
         started: float,
@@ -264,6 +275,8 @@ class _RelayedStream:
         self.started = started
         self.deadline = deadline
         self.events = response.headers.get("content-type", "").startswith("text/event-stream")
+        self.chunked = "chunked" in response.headers.get("transfer-encoding", "").lower()
+        self.finished = False
         self.closed = False
 
     async def aclose(self) -> None:
@@ -273,14 +286,24 @@ class _RelayedStream:
         self.replica.inflight -= 1
         self.relay.active -= 1
         self.relay._done(self.path, self.started)
-        await self.response.aclose()
+        if self.finished:
+            self.response.release()  # the connection goes back to the pool
+        else:
+            self.response.close()  # closing the connection is how the engine learns to abort
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         relay = self.relay
         held = b""  # the start of an event whose end has not arrived yet
         error: str | None = None
+        partial = b""  # the start of an upstream chunk that arrived in parts
         try:
-            async for piece in self.response.aiter_raw():
+            async for data, chunk_ends in self.response.content.iter_chunks():
+                if self.chunked and not chunk_ends:
+                    partial += data
+                    continue
+                piece, partial = partial + data, b""
+                if not piece:
+                    continue
                 if self.events:
                     if held:
                         piece, held = held + piece, b""
@@ -293,13 +316,16 @@ class _RelayedStream:
                 if self.deadline is not None and time.monotonic() > self.deadline:
                     error = f"the answer ran past the proxy's request timeout ({relay.total_timeout:g} s)"
                     break
-        except httpx.TimeoutException:
+            else:
+                self.finished = True
+        except aiohttp.ServerTimeoutError:
             error = f"upstream {self.replica.url} sent nothing for {relay.read_timeout:g} s"
-        except httpx.HTTPError as exc:
-            error = f"upstream {self.replica.url} broke off the stream: {type(exc).__name__}: {exc}"
+        except aiohttp.ClientError as exc:
+            error = f"upstream {self.replica.url} broke off the stream: {_describe(exc)}"
         finally:
             await self.aclose()
         if error is None:
+            held += partial
             if held:
                 yield held  # a last event without its blank line
             return
@@ -317,6 +343,13 @@ def _events_end(data: bytes) -> int:
     cut = end + 2 if end >= 0 else 0
     crlf = data.rfind(b"\r\n\r\n")
     return max(cut, crlf + 4) if crlf >= 0 else cut
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an HTTP client error, with the cause a payload error wraps."""
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    return f"{text} ({type(cause).__name__}: {cause})" if cause is not None and str(cause) not in text else text
 
 
 def _loop_deadline(monotonic_deadline: float) -> float:
