@@ -131,8 +131,8 @@ def test_bundled_config_loads_and_says_how_it_was_made() -> None:
     rule = config.rule_for("sc")
     assert rule.measure in AGREEMENT_MEASURES
     if rule.threshold is not None:
-        assert rule.certification is not None and rule.certification.method.startswith("ltt")
-        assert rule.certification.queries > 0
+        assert rule.certification is not None and rule.certification.method.startswith(("ltt", "ordering-betting"))
+        assert rule.certification.queries > 0 and rule.certification.bound is not None
 
 
 def test_statement_never_calls_a_point_estimate_a_bound() -> None:
