@@ -26,7 +26,10 @@ def free_port() -> int:
 def serve_app(app: Any) -> Iterator[str]:
     """Serve an ASGI app on 127.0.0.1 in a background thread; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # A bounded graceful shutdown: a test may leave a request hanging on purpose.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -40,6 +43,11 @@ def serve_app(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(timeout=10)
+        # A server left running keeps logging (and formatting tracebacks) under later tests.
+        assert not thread.is_alive(), "the test server did not stop"
 
 
 def fast_sim(**changes: Any) -> ServerSettings:

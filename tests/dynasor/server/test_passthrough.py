@@ -270,7 +270,8 @@ def test_a_connection_closed_without_answer_is_retried_once(make_proxy):
                     + answer
                 )
 
-    threading.Thread(target=serve_forever, daemon=True).start()
+    server = threading.Thread(target=serve_forever, daemon=True)
+    server.start()
     upstream = f"http://127.0.0.1:{listener.getsockname()[1]}"
     try:
         # No probing: the first connection the proxy opens is the one dropped.
@@ -280,4 +281,7 @@ def test_a_connection_closed_without_answer_is_retried_once(make_proxy):
             assert seen["connections"] == 2
             assert app.state.proxy.pool.replicas[0].failures == 0
     finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not
         listener.close()
+        server.join(timeout=10)
+    assert not server.is_alive()
