@@ -94,6 +94,15 @@ def grade_choice(problem: Problem, answer: str | None) -> Grade:
 
 _SHARED: MathGrader | None = None
 
+# CPython 3.11 keeps ast.parse's recursion depth in state shared by all threads: two parses in
+# grading threads at once can fail with "AST constructor recursion depth mismatch".
+_PARSE_LOCK = threading.Lock()
+
+
+def _parse(code: str) -> ast.Module:
+    with _PARSE_LOCK:
+        return ast.parse(code)
+
 
 def shared_math_grader() -> MathGrader:
     """A process-wide :class:`MathGrader` (its math-verify worker takes seconds to start)."""
@@ -112,7 +121,7 @@ def candidate_program(problem: Problem, text: str) -> str | None:
         # No code block: the text is a program, or a body completing the prompt's stub.
         for attempt in (text, problem.prompt + text):
             try:
-                ast.parse(attempt)
+                _parse(attempt)
             except SyntaxError:
                 continue
             if problem.entry_point is None or f"def {problem.entry_point}" in attempt:
@@ -202,7 +211,7 @@ class CodeGrader:
         calls = tuple(problem.examples if calls is None else calls)
         if not calls:
             try:
-                return "ast:" + _digest(ast.dump(ast.parse(code)))
+                return "ast:" + _digest(ast.dump(_parse(code)))
             except SyntaxError:
                 return None
         hit, cached = self._cached("behaviour", problem, code)

@@ -31,8 +31,7 @@ PACKAGES = [
 ]
 
 # Files whose owners are moving them to public names (see each note); the list only shrinks.
-PENDING: dict[str, str] = {
-}
+PENDING: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("package", PACKAGES)

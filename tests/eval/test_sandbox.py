@@ -133,7 +133,8 @@ def test_report_parsing_accepts_only_the_exact_record() -> None:
     assert _parse_report(_record(token, "1", "a:b\n3:x", "P", "=1"), token) == ["1", "a:b\n3:x", "P", "=1"]
     assert _parse_report(_record(secrets.token_hex(16), "1", "", "P"), token) is None  # another token
     assert _parse_report(b"junk" + _record(token, "1", "", "P"), token) is None  # bytes before it
-    assert _parse_report(_record(token, "1", "", "P") + b"1:P", token[:-1] + "0") is None
+    other = token[:-1] + ("1" if token.endswith("0") else "0")  # one character off
+    assert _parse_report(_record(token, "1", "", "P") + b"1:P", other) is None
     assert _parse_report(_record(token, "1", "", "P")[:-1], token) is None  # truncated
     assert _parse_report(_record(token, "1", "", "P") + b"x", token) is None  # trailing garbage
     assert _parse_report(b"", token) is None
