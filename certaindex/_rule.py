@@ -102,6 +102,12 @@ class Certification:
     @property
     def statement(self) -> str:
         """The promise in words (never calls a point estimate a bound)."""
+        if self.method == "worst-case" and self.bound is not None:
+            return (
+                f"expected accuracy loss vs the full budget <= {100 * self.bound:g} pt on every query of any "
+                f"workload whose samples are drawn independently, by construction (chosen for savings on "
+                f"{self.queries} queries: {self.data})"
+            )
         if self.bound is None or self.confidence is None:
             loss = "" if self.expected_loss is None else f" (observed loss {100 * self.expected_loss:+.2f} pt)"
             return f"no bound: {self.method} on {self.data}{loss}"

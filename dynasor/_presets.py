@@ -80,6 +80,13 @@ def changed_rule(rule: StopRule, changes: Mapping[str, Any], *, algorithm: str |
     hopeless, threshold = entry.get("hopeless_threshold"), entry.get("threshold")
     if "hopeless_threshold" not in changes and hopeless is not None and threshold is not None and hopeless > threshold:
         entry["hopeless_threshold"] = threshold  # a looser confident exit keeps the hopeless one below it
+    if "max_risk" not in changes and entry.get("max_risk") is not None:
+        # The configured worst-case cap went with the configured rule: kept where the changed rule
+        # can still carry one, dropped (not an error the client never asked for) where it cannot.
+        try:
+            StopRule.from_mapping(entry, algorithm=algorithm)
+        except RuleError:
+            entry["max_risk"] = None
     try:
         out = StopRule.from_mapping(entry, algorithm=algorithm)
     except RuleError as exc:

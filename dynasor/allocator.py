@@ -74,13 +74,14 @@ def live_trajectory(rule: StopRule, samples: int, certainty: Certainty, budget: 
     labels = certainty.details.get("labels")
     if rule.measure in AGREEMENT_MEASURES and isinstance(labels, Sequence) and not isinstance(labels, str) and labels:
         complete = budget is not None and len(labels) >= budget
-        return replace(Trajectory.from_labels(list(labels)), complete=complete)
+        return replace(Trajectory.from_labels(list(labels)), complete=complete, budget=budget)
     if certainty.measure != rule.measure:
         return None
     return Trajectory(
         samples=np.array([max(samples, 1)], dtype=np.int64),
         values={rule.value_key: np.array([certainty.value], dtype=float)},
         complete=budget is not None and samples >= budget,
+        budget=budget,  # a rule with a worst-case cap waits according to it
     )
 
 

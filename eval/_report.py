@@ -178,8 +178,15 @@ def check_samples(batch: TrajectoryBatch, rule: StopRule) -> list[int]:
 
 
 def _sweep_rule(base: StopRule, min_samples: int, threshold: float) -> StopRule:
+    # A swept rule is a plain threshold and minimum: the base's worst-case cap fixes its own minimum
+    # and is undefined at thresholds of 1/2 and below.
     return base.with_changes(
-        threshold=threshold, min_samples=min_samples, hopeless_threshold=None, certification=None, name=None
+        threshold=threshold,
+        min_samples=min_samples,
+        hopeless_threshold=None,
+        certification=None,
+        name=None,
+        max_risk=None,
     )
 
 

@@ -306,6 +306,39 @@ def recorded_order_certification(fold: Fold) -> Scored:
     )
 
 
+def write_config(path: Path, sets: Sequence[TraceSet], replayer: cx.OrderingReplay) -> None:
+    """Write the shipped config: the worst-case-capped rule that saves most on every set pooled."""
+    everything = [t for s in sets for t in s.trajectories]
+    # The shipped default must hold on workloads nobody calibrated on: the pooled certificate
+    # covers the mixture only (it broke on two left-out sets), the worst-case cap holds on any
+    # workload by construction, so that rule ships; the data only picks the one saving most.
+    safe, safe_outcome = cx.choose_rule(everything, target=1.0, family=worst_case_family(), replayer=replayer)
+    assert safe is not None and safe.max_risk is not None and safe_outcome is not None
+    safe = replace(
+        safe,
+        certification=cx.Certification(
+            safe.max_risk,
+            None,
+            "worst-case",
+            ", ".join(f"{s.name} ({len(s.trajectories)})" for s in sets),
+            len(everything),
+            round(safe_outcome.samples_saved, 6),
+            round(safe_outcome.loss, 6),
+        ),
+    )
+    config = cx.CertaindexConfig({"sc": safe}, cx.StopRule("beta", None, name="never early"))
+    cert = safe.certification
+    header = (
+        "Certaindex stop rules (replay, ordering-averaged over the bundled trace sets):\n"
+        f"{cert.statement if cert else 'nothing certified: the full budget'}\n"
+        f"Reproduce: python scripts/certaindex_transfer.py --ship-only --orderings {replayer.orderings.count} "
+        "--write-config certaindex/data/certaindex.yaml\n"
+        "Leave-one-set-out evidence: docs/certaindex.md"
+    )
+    config.save(path, header=header)
+    print(f"\nconfig written to {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--traces", type=Path, default=TRACES)
@@ -313,12 +346,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orderings", type=int, default=2000, help="Monte Carlo orderings per query")
     parser.add_argument("--write-config", type=Path, default=None, help="write the certified config here")
     parser.add_argument("--quick", action="store_true", help="whole-set folds only, no comparisons")
+    parser.add_argument("--ship-only", action="store_true", help="only choose and write the shipped config")
     args = parser.parse_args(argv)
     started = time.monotonic()
     eq = cx.Equivalence()
     sets, problems = load_sets(args.traces, eq)
     eq.close()
     replayer = cx.OrderingReplay(cx.Orderings(count=args.orderings))
+    if args.ship_only:
+        if args.write_config is None:
+            parser.error("--ship-only needs --write-config")
+        write_config(args.write_config, sets, replayer)
+        return 0
     lines = [
         f"Trace sets found in {args.traces.relative_to(ROOT) if args.traces.is_relative_to(ROOT) else args.traces}: "
         + ", ".join(s.name for s in sets)
@@ -395,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     each = cx.certify(everything, target=TARGET, confidence=CONFIDENCE, family=family, replayer=replayer)
     lines.append("\n#### Certified on all sets\n")
     lines += ["Each set's workload at 0.5 pt (shown, not shipped):\n", "```", each.report(), "```"]
-    lines.append("\nThe pooled mixture, tightest of 0.5/1/2/5 pt (the rule written to the bundled config):\n")
+    lines.append("\nThe pooled mixture, tightest of 0.5/1/2/5 pt (shown; the config ships the worst-case rule):\n")
     lines += ["```", shipped.report(), "```", "\nPer set (ordering-averaged):\n"]
     lines += ["| set | saved | vs fixed (pt) | harms/helps (expected) |", "|---|---|---|---|"]
     for s in sets:
@@ -407,16 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n", encoding="utf-8")
     if args.write_config is not None:
-        config = cx.CertaindexConfig({"sc": shipped.rule}, cx.StopRule("beta", None, name="never early"))
-        cert = shipped.rule.certification
-        header = (
-            "Certaindex stop rules, certified on every bundled trace set (replay, ordering-averaged):\n"
-            f"{cert.statement if cert else 'nothing certified: the full budget'}\n"
-            "Reproduce: python scripts/certaindex_transfer.py --write-config certaindex/data/certaindex.yaml\n"
-            "Leave-one-set-out evidence: docs/certaindex.md"
-        )
-        config.save(args.write_config, header=header)
-        print(f"\nconfig written to {args.write_config}")
+        write_config(args.write_config, sets, replayer)
     print(json.dumps({"folds": len(results), "seconds": round(time.monotonic() - started)}))
     return 0
 

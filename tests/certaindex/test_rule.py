@@ -131,8 +131,12 @@ def test_bundled_config_loads_and_says_how_it_was_made() -> None:
     rule = config.rule_for("sc")
     assert rule.measure in AGREEMENT_MEASURES
     if rule.threshold is not None:
-        assert rule.certification is not None and rule.certification.method.startswith(("ltt", "ordering-betting"))
-        assert rule.certification.queries > 0 and rule.certification.bound is not None
+        cert = rule.certification
+        assert cert is not None and cert.method.startswith(("ltt", "ordering-betting", "worst-case"))
+        assert cert.queries > 0 and cert.bound is not None
+        if cert.method == "worst-case":  # the bound is the rule's own cap, so it holds on any data
+            assert rule.max_risk is not None and rule.max_risk <= cert.bound
+            assert "by construction" in cert.statement
 
 
 def test_statement_never_calls_a_point_estimate_a_bound() -> None:

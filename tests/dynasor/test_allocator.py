@@ -239,3 +239,30 @@ def test_the_presets_file_holds_the_effort_levels(tmp_path: Path) -> None:
     path.write_text("effort:\n  mid: {threshold: 2}\n")
     with pytest.raises(ConfigError, match="effort level 'mid'"):
         AllocatorConfig.load(path)
+
+
+def test_a_worst_case_cap_waits_according_to_the_query_budget() -> None:
+    """The shipped kind of rule: it needs the budget to know how long to wait, and gets it live."""
+    rule = StopRule("majority", 0.8, min_samples=2, abstentions="distinct", max_risk=0.005)
+    allocator = Allocator(AllocatorConfig({"sc": rule}))
+    for budget in (8, 30):
+        need = rule.min_samples_at(budget)
+        stops = []
+        for samples in range(1, budget + 1):
+            stats = QueryStats("q", 0.0, steps=samples, samples=samples, max_samples=budget)
+            labels = [0] * samples  # unanimous from the first sample
+            decision = allocator.decide(SC, stats, Certainty(1.0, "majority", {"labels": labels}), now=0.0)
+            stops.append(decision.action is S)
+        assert stops.index(True) + 1 == need
+    assert rule.min_samples_at(30) > rule.min_samples_at(8) > 2  # a larger budget is harder to match early
+
+
+def test_a_request_override_keeps_or_drops_the_configured_cap() -> None:
+    from dynasor._presets import changed_rule
+
+    base = StopRule("majority", 0.8, min_samples=2, abstentions="distinct", max_risk=0.005)
+    assert changed_rule(base, {"min_samples": 3}, algorithm="sc").max_risk == 0.005
+    loosened = changed_rule(base, {"threshold": 0.0, "min_samples": 1}, algorithm="sc")
+    assert loosened.max_risk is None and loosened.threshold == 0.0
+    with pytest.raises(ConfigError, match="max_risk"):
+        changed_rule(base, {"threshold": 0.3, "max_risk": 0.01}, algorithm="sc")
