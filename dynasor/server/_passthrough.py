@@ -322,8 +322,15 @@ class _RelayedStream:
             error = f"upstream {self.replica.url} sent nothing for {relay.read_timeout:g} s"
         except aiohttp.ClientError as exc:
             error = f"upstream {self.replica.url} broke off the stream: {_describe(exc)}"
+            # What arrived before the break still goes to the client, whole events only.
+            partial += _received_unread(self.response.content)
         finally:
             await self.aclose()
+        if error is not None and self.events:
+            rest = held + partial
+            whole = rest[: _events_end(rest)]
+            if whole:
+                yield whole
         if error is None:
             held += partial
             if held:
@@ -333,6 +340,13 @@ class _RelayedStream:
         logger.warning("pass-through stream on %s ended early: %s", self.path, error)
         if self.events:
             yield _sse_error(ServingError(502, error, "upstream_error"))
+
+
+def _received_unread(content: aiohttp.StreamReader) -> bytes:
+    """Bytes aiohttp received but had not handed out when the connection broke: once it holds the
+    error its reads raise before returning them (aiohttp 3.x keeps them in ``_buffer``)."""
+    buffer = getattr(content, "_buffer", None)
+    return b"".join(bytes(part) for part in buffer) if buffer else b""
 
 
 def _events_end(data: bytes) -> int:
