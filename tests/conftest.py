@@ -11,6 +11,7 @@ true value), where they fail: CI must exercise the real engine.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -27,6 +28,13 @@ settings.register_profile("dynasor", deadline=None)
 settings.load_profile("dynasor")
 
 DEFAULT_UPSTREAM = "http://127.0.0.1:8011"
+
+
+def engine_metric(engine_url: str, name: str, label: str = "") -> float:
+    """Sum of a metric's series on the engine (those carrying ``label`` when given)."""
+    text = httpx.get(f"{engine_url}/metrics", timeout=10).text
+    pattern = re.compile(re.escape(name) + r"[{ ]")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if pattern.match(line) and label in line)
 
 
 def in_ci() -> bool:

@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 import pytest
 
 from algorithms import make_program
@@ -22,6 +21,7 @@ from dynasor.engine.openai import OpenAIBackend
 from dynasor.runtime import Runtime
 from dynasor.scorers import JudgeScorer, SyntheticScorer
 from tests.algorithms.helpers import gangs
+from tests.conftest import engine_metric
 
 pytestmark = pytest.mark.engine
 
@@ -33,15 +33,6 @@ TINY: dict[str, tuple[dict[str, Any], list[int]]] = {
     "rebase": ({"width": 2, "max_depth": 1, "step_tokens": 12}, [2]),
     "bon": ({"max_samples": 2, "samples_per_round": 2, "max_tokens": 16}, [2]),
 }
-
-
-async def running_in_engine(url: str) -> float:
-    """Requests the engine is generating for now (its own gauge; the tests run one at a time)."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        text = (await http.get(f"{url}/metrics")).text
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vllm:num_requests_running")
-    )
 
 
 async def run_on_engine(
@@ -59,7 +50,8 @@ async def run_on_engine(
         )
         if cancel_when_running is not None:
             async with asyncio.timeout(120):
-                while await running_in_engine(url) < cancel_when_running and not task.done():
+                running = "vllm:num_requests_running"
+                while await asyncio.to_thread(engine_metric, url, running) < cancel_when_running and not task.done():
                     await asyncio.sleep(0.05)
             runtime.cancel("q")
         return await task, events

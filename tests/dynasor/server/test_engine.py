@@ -6,7 +6,6 @@ Generations are kept to a few tokens: the engine runs on two CPU cores.
 
 from __future__ import annotations
 
-import re
 import time
 
 import httpx
@@ -18,6 +17,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from dynasor.server import ServerSettings
+from tests.conftest import engine_metric
 
 pytestmark = pytest.mark.engine
 
@@ -35,13 +35,6 @@ def engine_proxy(engine_url, make_proxy):
 
 def sdk(url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
-
-
-def engine_metric(engine_url: str, name: str, label: str = "") -> float:
-    """Sum of a metric's series on the engine (those carrying ``label`` when given)."""
-    text = httpx.get(f"{engine_url}/metrics", timeout=10).text
-    pattern = re.compile(re.escape(name) + r"[{ ]")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if pattern.match(line) and label in line)
 
 
 def test_plain_chat_sync_and_stream(engine_proxy, engine_model):
