@@ -166,7 +166,10 @@ def test_client_disconnect_aborts_every_sub_request_in_the_engine(engine_url, en
         after = engine_metric(engine_url, "vllm:num_requests_running")
     (result,) = [r for r in results if r.exit_reason == "cancelled"]
     assert len(result.requests) == 4
-    assert {r.finish_reason for r in result.requests} == {"abort"}
+    # A sample may end by itself (the model's own EOS) before the client leaves; every other
+    # one must have been aborted, none run to its length limit.
+    reasons = [r.finish_reason for r in result.requests]
+    assert set(reasons) <= {"abort", "stop"} and "abort" in reasons, reasons
     assert all(r.completion_tokens < 1500 for r in result.requests)
     # Informative only (the engine is shared): our four requests ran, and left.
     print(f"engine running: before {before}, during {during}, after {after}")
