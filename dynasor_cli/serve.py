@@ -38,6 +38,13 @@ def serve(
         ),
     ] = None,
     max_queries: Annotated[int, typer.Option(help="Reasoning queries admitted at once (more: HTTP 429).")] = 256,
+    replica_seqs: Annotated[
+        int,
+        typer.Option(
+            help="Sub-requests kept running on each upstream replica; more wait in the scheduler, in policy "
+            "order (proxies sharing replicas split the engine's max_num_seqs with it)."
+        ),
+    ] = 256,
     max_samples: Annotated[int, typer.Option(help="Largest dynasor.max_samples a request may ask.")] = 64,
     max_tokens: Annotated[int, typer.Option(help="Largest max_tokens a request may ask.")] = 32768,
     max_n: Annotated[int, typer.Option(help="Largest n a request may ask.")] = 16,
@@ -102,6 +109,7 @@ def serve(
             policy=policy,
             allocator_config=config,
             max_active=max_queries,
+            replica_seqs=replica_seqs,
             max_samples=max_samples,
             max_tokens=max_tokens,
             max_n=max_n,

@@ -39,6 +39,10 @@ class ServerSettings:
     """Allocator (stop-rule) YAML/JSON; None: the bundled defaults."""
     max_active: int = 256
     """Reasoning queries admitted at once; more get HTTP 429."""
+    replica_seqs: int = 256
+    """Sub-requests the scheduler keeps running on each upstream replica; the rest wait in its
+    queue, in policy order. Proxy processes sharing replicas split the engine's ``max_num_seqs``
+    among them with it (a simulated engine knows its own limit and ignores this)."""
     max_samples: int = 64
     """Largest ``dynasor.max_samples`` a request may ask for."""
     max_tokens: int = 32768
@@ -97,7 +101,7 @@ class ServerSettings:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
         make_policy(self.policy)  # a PolicyError (a ConfigError) for an unknown name or knob
-        counts = ("max_active", "max_samples", "max_tokens", "max_n", "upstream_attempts", "eject_after")
+        counts = ("max_active", "replica_seqs", "max_samples", "max_tokens", "max_n", "upstream_attempts", "eject_after")
         for name in (*counts, "max_passthrough", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

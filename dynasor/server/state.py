@@ -55,6 +55,7 @@ class ProxyState:
                         connect_timeout=settings.connect_timeout_s,
                         read_timeout=settings.read_timeout_s,
                         retry=retry,
+                        max_seqs=settings.replica_seqs,
                     ),
                 )
                 for url in settings.upstreams

@@ -23,7 +23,7 @@ def test_options_reach_the_settings(settings_seen):
     args = ["serve", "--upstream", "http://127.0.0.1:9", "--reward", "logprob", "--reward", "http://127.0.0.1:8042"]
     args += ["--reward-endpoint", "pooling", "--reward-model", "prm", "--connect-timeout", "2", "--read-timeout", "30"]
     args += ["--request-timeout", "90", "--max-passthrough", "64", "--max-body-mb", "0.5", "--health-interval", "0"]
-    args += ["--eject-after", "5", "--api-key", "k", "--public-health"]
+    args += ["--eject-after", "5", "--api-key", "k", "--public-health", "--replica-seqs", "12"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     (s,) = settings_seen
@@ -34,6 +34,16 @@ def test_options_reach_the_settings(settings_seen):
     assert (s.connect_timeout_s, s.read_timeout_s, s.request_timeout_s) == (2.0, 30.0, 90.0)
     assert (s.max_passthrough, s.max_body_bytes, s.health_interval_s, s.eject_after) == (64, 2**19, 0.0, 5)
     assert s.public_health and s.api_key == "k"
+    assert s.replica_seqs == 12
+
+
+def test_each_replica_gives_the_scheduler_its_share(settings_seen):
+    from dynasor.server.state import ProxyState
+
+    args = ["serve", "--upstream", "http://127.0.0.1:9", "--upstream", "http://127.0.0.1:10", "--replica-seqs", "3"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    capacity = ProxyState(settings_seen[0]).backend.capacity()
+    assert capacity is not None and capacity.max_seqs == 6
 
 
 def test_idle_client_connections_outlive_the_clients_own_keep_alive(monkeypatch):
@@ -60,6 +70,7 @@ def test_the_default_reward_works_against_a_plain_engine(settings_seen):
         (["--upstream", "sim", "--reward-endpoint", "embed"], "classify or pooling"),
         (["--upstream", "sim", "--request-timeout", "0"], "request_timeout_s"),
         (["--upstream", "sim", "--max-passthrough", "0"], "max_passthrough"),
+        (["--upstream", "sim", "--replica-seqs", "0"], "replica_seqs"),
         (["--upstream", "sim", "--health-interval", "-1"], "health_interval_s"),
     ],
 )

@@ -109,7 +109,7 @@ def stream_counter(engine_url: str) -> tuple[Starlette, dict[str, int]]:
     The engine is shared, so its own gauges mix in other clients' requests; counting the
     proxy's upstream streams here shows exactly which of them the proxy closed.
     """
-    counts = {"open": 0, "opened": 0}
+    counts = {"open": 0, "opened": 0, "peak": 0}
     client = httpx.AsyncClient(base_url=engine_url, timeout=httpx.Timeout(10.0, read=None))
 
     async def forward(request: Request) -> StreamingResponse:
@@ -121,6 +121,7 @@ def stream_counter(engine_url: str) -> tuple[Starlette, dict[str, int]]:
         )
         counts["open"] += 1
         counts["opened"] += 1
+        counts["peak"] = max(counts["peak"], counts["open"])
 
         async def relay():
             try:
