@@ -101,8 +101,8 @@ class ServerSettings:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
         make_policy(self.policy)  # a PolicyError (a ConfigError) for an unknown name or knob
-        counts = ("max_active", "replica_seqs", "max_samples", "max_tokens", "max_n", "upstream_attempts", "eject_after")
-        for name in (*counts, "max_passthrough", "max_body_bytes"):
+        counts = ("max_active", "replica_seqs", "max_samples", "max_tokens", "max_n", "upstream_attempts")
+        for name in (*counts, "eject_after", "max_passthrough", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("connect_timeout_s", "read_timeout_s", "request_timeout_s", "replica_retry_s"):
