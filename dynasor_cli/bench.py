@@ -88,6 +88,15 @@ def bench(
         Path | None,
         typer.Option(help="Replay samples recorded with --record-traces (same workload and seed) on the sim engine"),
     ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            help="Simulated replicas behind the proxy's upstream pool (query affinity, least loaded); rates stay totals"
+        ),
+    ] = None,
+    fail_replica: Annotated[
+        str | None, typer.Option(help="With --replicas: INDEX@SECONDS takes that replica down for good then")
+    ] = None,
     save_queries: Annotated[bool, typer.Option(help="Store every query's outcome in the results file")] = False,
     plots: Annotated[bool, typer.Option(help="Write PNG plots")] = True,
     quiet: Annotated[bool, typer.Option(help="No per-point progress lines")] = False,
@@ -123,6 +132,7 @@ def bench(
             params=params,
             record_traces=record_traces,
         )
+        config = _with_replicas(config, replicas, fail_replica)
         result = run_bench(
             config,
             policy_list,
@@ -210,6 +220,26 @@ def _run_config(
     if not upstream:
         load_profile(engine_profile)
     return config
+
+
+def _with_replicas(config: RunConfig, replicas: int | None, fail_replica: str | None) -> RunConfig:
+    from dataclasses import replace
+
+    from dynasor import ConfigError
+    from eval.bench import parse_failure
+
+    if replicas is None:
+        if fail_replica is not None:
+            raise ConfigError("--fail-replica needs --replicas")
+        return config
+    if replicas < 1:
+        raise ConfigError(f"--replicas must be >= 1, got {replicas}")
+    if config.upstream:
+        raise ConfigError("--replicas simulates engines; drop --upstream (dynasor serve takes repeated --upstream)")
+    failure = parse_failure(fail_replica) if fail_replica is not None else None
+    if failure is not None and failure.replica >= replicas:
+        raise ConfigError(f"--fail-replica {fail_replica}: replicas are numbered 0 to {replicas - 1}")
+    return replace(config, replicas=replicas, replica_failure=failure)
 
 
 def _console() -> Console:

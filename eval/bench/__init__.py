@@ -15,6 +15,7 @@ from eval.bench._arrivals import (
     read_timestamps,
 )
 from eval.bench._bench import BenchResult, Comparison, PointRecord, run_bench
+from eval.bench._failure import ReplicaFailure, parse_failure
 from eval.bench._metrics import PointMetrics, QueryOutcome, summarize
 from eval.bench._report import ablation_rows, headline, plot, summary_rows, write_json
 from eval.bench._runner import (
@@ -46,6 +47,7 @@ __all__ = [
     "QueryOutcome",
     "RateSearch",
     "ReplayArrivals",
+    "ReplicaFailure",
     "RunConfig",
     "Workload",
     "WorkloadQuery",
@@ -55,6 +57,7 @@ __all__ = [
     "headline",
     "load_workload",
     "make_arrivals",
+    "parse_failure",
     "plot",
     "read_timestamps",
     "run_bench",

@@ -256,12 +256,16 @@ def _meta(
         label = f"real engine ({config.upstream}, model {config.model or 'as served'})"
     else:
         label = f"simulated (profile {config.engine_profile})"
+        if config.replicas is not None:
+            label = f"simulated (profile {config.engine_profile}, {config.replicas} replicas behind the proxy's pool)"
     return {
         "label": label,
         "mode": config.mode,
         "engine_profile": None if config.upstream else config.engine_profile,
         "prefix_caching": None if config.upstream else config.prefix_caching,
         "scheduler_max_seqs": config.max_seqs,
+        "replicas": config.replicas,
+        "replica_failure": None if config.replica_failure is None else asdict(config.replica_failure),
         "upstream": config.upstream,
         "model": config.model,
         "workload": workload.name,

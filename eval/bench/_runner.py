@@ -22,7 +22,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from certaindex import canonical_key
 from dynasor import Budget, ConfigError, ExitReason, Query, QueryResult, clock
@@ -34,6 +34,10 @@ from eval.bench._arrivals import Arrivals, PoissonArrivals
 from eval.bench._metrics import QueryOutcome
 from eval.bench._record import RecordingBackend, merge_traces
 from eval.bench._workloads import Workload, WorkloadQuery
+
+if TYPE_CHECKING:
+    from eval.bench._failure import ReplicaFailure
+    from eval.bench._fleet import Fleet
 
 __all__ = ["EARLY_EXIT_CHOICES", "PointRun", "PointSpec", "RunConfig", "arm_label", "run_point", "run_points"]
 
@@ -86,6 +90,15 @@ class RunConfig:
     request_timeout: float = 600.0
     record_traces: str | None = None
     """Write every completed sample to this trace file (replay it with ``Workload.with_recorded``)."""
+    replicas: int | None = None
+    """Simulated engines behind the proxy's upstream pool (one scheduler over their summed capacity,
+    query affinity, least loaded first; ``eval.bench._fleet``); ``max_seqs`` then caps the sum.
+    None: one engine without a pool, as before."""
+    replica_failure: ReplicaFailure | None = None
+    """One replica goes down for good at a time into the run (with ``replicas``)."""
+    memory_step: int = 0
+    """With ``replicas``: sample this process's RSS each time the queries in flight reach a new
+    multiple of this many (0: no sampling)."""
 
     @property
     def mode(self) -> str:
@@ -130,6 +143,8 @@ class PointRun:
     wall_s: float
     loop_s: float
     engine: dict[str, float] = field(default_factory=dict)
+    fleet: Fleet | None = field(default=None, repr=False)
+    """The replicas and their pool, when the point ran on several (``RunConfig.replicas``)."""
 
 
 def _allocator_for(early_exit: bool, config: RunConfig) -> AllocatorConfig:
@@ -158,6 +173,22 @@ def _backend(config: RunConfig) -> tuple[Backend, Scorer | None, Capacity | None
     return sim, scorer, capacity, source
 
 
+def _fleet(config: RunConfig) -> Fleet:
+    from eval.bench._fleet import Fleet
+
+    if config.upstream:
+        raise ConfigError("replicas are simulated engines; drop --upstream (a live proxy takes repeated --upstream)")
+    return Fleet(
+        config.engine_profile,
+        config.workload.source(config.seed),
+        config.replicas or 1,
+        seed=config.seed,
+        prefix_caching=config.prefix_caching,
+        failure=config.replica_failure,
+        rss_step=config.memory_step,
+    )
+
+
 def _is_correct(answer: str | None, reference: str | None) -> bool | None:
     if reference is None:
         return None
@@ -181,7 +212,12 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
         horizon += spec.slo_scale * max(p.base_deadline for p in config.workload.presets)
     times = config.arrivals.times(spec.rate, horizon, config.seed)
     scored = int((times < config.duration).sum())
-    backend, scorer, capacity, source = _backend(config)
+    fleet: Fleet | None = None
+    if config.replicas is None:
+        backend, scorer, capacity, source = _backend(config)
+    else:
+        fleet = _fleet(config)
+        backend, scorer, capacity, source = fleet.backend, fleet.scorer, fleet.capacity(config.max_seqs), fleet.source
     recorder = None
     if config.record_traces:
         backend = recorder = RecordingBackend(backend)
@@ -198,9 +234,8 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
         if source is not None:
             source.register(query)
         deadline = spec.slo_scale * query.base_deadline
-        result = await runtime.run(
-            Query(query.prompt.prompt, query.algorithm, query.params, Budget(), deadline, id=query.id)
-        )
+        run = runtime.run(Query(query.prompt.prompt, query.algorithm, query.params, Budget(), deadline, id=query.id))
+        result = await (run if fleet is None else fleet.serve(query.id, run))
         if source is not None:
             correct = source.grade(query.id, result.answer)
         else:
@@ -212,13 +247,17 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
                     task.cancel()
 
     try:
+        if fleet is not None:
+            await fleet.start()
         async with asyncio.TaskGroup() as tg:
             for index, (query, at) in enumerate(zip(queries, times, strict=True)):
                 task = tg.create_task(one(query, float(at), index))
                 if index >= scored:
                     load.append(task)
     finally:
-        engine = _engine_counters(recorder.inner if recorder else backend)
+        if fleet is not None:
+            await fleet.stop()
+        engine = fleet.counters() if fleet is not None else _engine_counters(recorder.inner if recorder else backend)
         await runtime.aclose()
         if recorder is not None and config.record_traces:
             asked = {q.id: q for q in queries}
@@ -234,7 +273,7 @@ async def run_point(config: RunConfig, spec: PointSpec) -> PointRun:
                 },
             )
     outcomes.sort(key=lambda o: o.arrival)
-    return PointRun(spec, outcomes, time.perf_counter() - wall0, loop.time() - start, engine)
+    return PointRun(spec, outcomes, time.perf_counter() - wall0, loop.time() - start, engine, fleet)
 
 
 def _outcome(
