@@ -257,7 +257,8 @@ def _meta(
     else:
         label = f"simulated (profile {config.engine_profile})"
         if config.replicas is not None:
-            label = f"simulated (profile {config.engine_profile}, {config.replicas} replicas behind the proxy's pool)"
+            replicas = f"{config.replicas} replica{'s' if config.replicas != 1 else ''}"
+            label = f"simulated (profile {config.engine_profile}, {replicas} behind the proxy's pool)"
     return {
         "label": label,
         "mode": config.mode,

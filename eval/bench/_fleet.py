@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from algorithms.protocol import Completion
-from dynasor._exceptions import EngineError, EngineUnavailable
+from dynasor import EngineError, EngineUnavailable
 from dynasor.engine.base import Backend, Capacity, EngineRequest
 from dynasor.engine.openai import RetryPolicy
 from dynasor.engine.sim import SimBackend, Source
