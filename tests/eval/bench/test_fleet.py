@@ -10,7 +10,7 @@ import pytest
 from algorithms.protocol import Completion
 from dynasor.engine.base import EngineRequest
 from dynasor.engine.sim import SimBackend
-from eval.bench import PointSpec, ReplicaFailure, RunConfig, load_workload, parse_failure, run_points
+from eval.bench import PointRun, PointSpec, ReplicaFailure, RunConfig, load_workload, parse_failure, run_points
 
 
 def _config(**changes) -> RunConfig:
@@ -31,9 +31,9 @@ def test_one_replica_gives_exactly_the_single_engine_figures(policy: str) -> Non
     assert pooled.engine["replicas"] == 1
 
 
-@pytest.fixture
-def served_by(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[int]]:
-    """Which engines (by object id) served each query's sub-requests."""
+@pytest.fixture(scope="module")
+def four_replicas() -> tuple[PointRun, dict[str, set[int]]]:
+    """A run over four replicas, and which engines (by object id) served each query's sub-requests."""
     seen: dict[str, set[int]] = defaultdict(set)
     generate = SimBackend.generate
 
@@ -41,13 +41,14 @@ def served_by(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[int]]:
         seen[request.query_id].add(id(self))
         return await generate(self, request)
 
-    monkeypatch.setattr(SimBackend, "generate", spy)
-    return seen
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SimBackend, "generate", spy)
+        [run] = run_points(_config(replicas=4), [PointSpec("dynasor", 24.0, 1.0)])
+    return run, seen
 
 
-def test_a_query_s_sub_requests_never_span_replicas(served_by: dict[str, set[int]]) -> None:
-    [run] = run_points(_config(replicas=4), [PointSpec("dynasor", 24.0, 1.0)])
-    assert run.fleet is not None
+def test_a_query_s_sub_requests_never_span_replicas(four_replicas: tuple[PointRun, dict[str, set[int]]]) -> None:
+    run, served_by = four_replicas
     assert len(served_by) >= len(run.outcomes) > 200
     assert max(o.samples for o in run.outcomes) > 2  # queries of several rounds (gangs) took part
     assert all(len(engines) == 1 for engines in served_by.values())
@@ -55,8 +56,8 @@ def test_a_query_s_sub_requests_never_span_replicas(served_by: dict[str, set[int
     assert run.engine["queries_moved"] == 0
 
 
-def test_least_loaded_routing_balances_the_replicas() -> None:
-    [run] = run_points(_config(replicas=4), [PointSpec("dynasor", 24.0, 1.0)])
+def test_least_loaded_routing_balances_the_replicas(four_replicas: tuple[PointRun, dict[str, set[int]]]) -> None:
+    run, _ = four_replicas
     assert run.fleet is not None
     # Were queries piled on one replica, these would approach 4 (every query on one of four).
     assert run.engine["replica_load_max_over_mean"] < 1.1
