@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 
 from algorithms.protocol import Completion, GenerateRequest  # noqa: F401  (doctest)
@@ -117,7 +118,7 @@ class OpenAIBackend(Backend):
             # not a pool timeout, bounds how much is in flight.
             timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=None),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            transport=transport,
+            transport=transport or _aiohttp_transport(max_connections),
         )
         self._model_lock = asyncio.Lock()
         self._health_timeout = httpx.Timeout(min(connect_timeout, 5.0))
@@ -147,7 +148,7 @@ class OpenAIBackend(Backend):
             try:
                 response = await self._client.get(path, timeout=self._health_timeout)
             except httpx.HTTPError as exc:
-                raise EngineUnavailable(f"health check of {self.base_url}: {type(exc).__name__}: {exc}") from exc
+                raise EngineUnavailable(f"health check of {self.base_url}: {_failure(exc)}: {exc}") from exc
             if response.status_code == 404 and path == "/health":
                 continue
             if response.status_code >= 400:
@@ -231,13 +232,13 @@ class OpenAIBackend(Backend):
                     kind = response.headers.get("content-type", "no content type")
                     raise EngineError(f"{self.base_url}{path} answered no completion events ({kind}): {head!r}")
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            error = EngineUnavailable(f"{type(exc).__name__} talking to {self.base_url}{path}: {exc}")
+            error = EngineUnavailable(f"{_failure(exc)} talking to {self.base_url}{path}: {exc}")
             if acc.started:
                 raise EngineError(f"stream from {self.base_url}{path} broke after {acc.chunks} chunks: {exc}") from exc
             error.__cause__ = exc
             raise Retryable(error) from exc
         except httpx.TimeoutException as exc:
-            raise EngineTimeout(f"no data from {self.base_url}{path} in time: {type(exc).__name__}") from exc
+            raise EngineTimeout(f"no data from {self.base_url}{path} in time: {_failure(exc)}") from exc
         except httpx.HTTPError as exc:
             raise EngineError(f"HTTP failure talking to {self.base_url}{path}: {exc}") from exc
         return acc.completion(attempts=attempts, latency_s=time.monotonic() - t0)
@@ -260,7 +261,7 @@ class OpenAIBackend(Backend):
             try:
                 response = await self._client.request(method, path, json=body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
-                error = EngineUnavailable(f"{type(exc).__name__} talking to {self.base_url}{path}: {exc}")
+                error = EngineUnavailable(f"{_failure(exc)} talking to {self.base_url}{path}: {exc}")
                 error.__cause__ = exc
                 raise Retryable(error) from exc
             except httpx.TimeoutException as exc:
@@ -275,3 +276,21 @@ class OpenAIBackend(Backend):
                 raise EngineError(f"{self.base_url}{path} answered with invalid JSON") from exc
 
         return await self._retrying(once)
+
+
+def _aiohttp_transport(max_connections: int) -> httpx.AsyncBaseTransport:
+    """httpx's interface over aiohttp's compiled HTTP parser: per streamed chunk, httpx's own
+    pure-Python stack cost more CPU than everything else a sub-request does."""
+    from httpx_aiohttp import AiohttpTransport  # here: vLLM's own venv imports this module without it
+
+    def session() -> aiohttp.ClientSession:  # made lazily, inside the event loop that uses it
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max_connections), trust_env=True)
+
+    return AiohttpTransport(client=session)
+
+
+def _failure(exc: httpx.HTTPError) -> str:
+    """The failure's own name: the aiohttp error underneath, which httpx-aiohttp maps coarsely
+    (a refused connection arrives as ``ConnectTimeout``)."""
+    cause = exc.__cause__
+    return type(cause if isinstance(cause, aiohttp.ClientError) else exc).__name__

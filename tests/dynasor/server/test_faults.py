@@ -129,7 +129,7 @@ def test_health_is_degraded_for_a_closed_port_and_ok_once_it_listens(make_proxy)
         assert health.status_code == 503 and health.json()["status"] == "degraded"
         (replica,) = health.json()["upstreams"]
         assert replica["up"] is False and replica["down_reason"] == "unreachable"
-        assert "ConnectError" in replica["error"]
+        assert "ClientConnectorError" in replica["error"]  # refused, not a timeout
         # The engine starts on that port: the next probe brings it back, no request needed.
         import uvicorn
 
