@@ -7,7 +7,9 @@ Starts the proxy as its own process in front of an upstream, then:
    latency of each, the p50 of the paired difference (proxy minus direct, pairs run back to
    back), and the streaming throughput ratio (chunks per second through the proxy over
    direct, per pair, median).
-2. **Load**: ``--clients`` concurrent clients for ``--duration`` seconds (and at most
+2. **Reasoning CPU**: ``sc`` queries of 8 samples, 8 at a time; the proxy process's CPU time
+   (user + system) per sub-request it ran.
+3. **Load**: ``--clients`` concurrent clients for ``--duration`` seconds (and at most
    ``--max-requests``), mixing plain requests (chat and completions, streamed or not) with
    reasoning requests (``sc``). Every request has a client-side limit (``--hang-after``): one
    that exceeds it counts as *hung*, one that fails (connection error, 5xx, malformed
@@ -288,6 +290,44 @@ async def load(
     return stats, time.monotonic() - started, max_requests - budget["left"]
 
 
+def proxy_cpu_s(pid: int) -> float:
+    """The process's CPU time so far (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def reasoning_cpu(proxy: str, pid: int, model: str, queries: int, tokens: int) -> dict[str, Any]:
+    """The proxy's CPU per reasoning sub-request: ``queries`` sc queries of 8 samples (one round,
+    so each runs all 8), 8 at a time; CPU of the proxy process over the sub-requests it ran."""
+    body = {
+        "model": model,
+        "messages": PROMPT,
+        "max_tokens": tokens,
+        "dynasor": {"algorithm": "sc", "max_samples": 8, "samples_per_round": 8},
+    }
+    gate = asyncio.Semaphore(8)
+    async with httpx.AsyncClient(timeout=120) as client:
+
+        async def one() -> int:
+            async with gate:
+                r = await client.post(f"{proxy}/v1/chat/completions", json=body)
+                r.raise_for_status()
+                return int(r.json()["usage"]["dynasor"]["samples"])
+
+        await asyncio.gather(*(one() for _ in range(8)))  # warm connections
+        cpu0, t0 = proxy_cpu_s(pid), time.monotonic()
+        subrequests = sum(await asyncio.gather(*(one() for _ in range(queries))))
+        cpu, wall = proxy_cpu_s(pid) - cpu0, time.monotonic() - t0
+    return {
+        "queries": queries,
+        "subrequests": subrequests,
+        "tokens_per_subrequest": tokens,
+        "proxy_cpu_s": cpu,
+        "cpu_ms_per_subrequest": 1e3 * cpu / subrequests,
+        "seconds": wall,
+    }
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -302,6 +342,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--duration", type=float, default=120.0, help="Seconds of the load phase (at most 600).")
     ap.add_argument("--max-requests", type=int, default=5000, help="Cap on requests of the load phase.")
     ap.add_argument("--reasoning-share", type=float, default=0.2)
+    ap.add_argument(
+        "--reasoning-queries", type=int, default=200, help="sc queries (8 samples) of the proxy-CPU phase (0: skip)."
+    )
     ap.add_argument("--tokens", type=int, default=16, help="max_tokens of load-phase requests.")
     ap.add_argument("--hang-after", type=float, default=120.0, help="A request slower than this counts as hung.")
     ap.add_argument("--seed", type=int, default=0)
@@ -409,6 +452,14 @@ def main() -> None:
         t0 = time.monotonic()
         over = asyncio.run(overhead(upstream, proxy, model, args.pairs, args.stream_pairs, args.stream_tokens))
         print_overhead(over, source, time.monotonic() - t0)
+        cpu = None
+        if args.reasoning_queries > 0:
+            cpu = asyncio.run(reasoning_cpu(proxy, pid, model, args.reasoning_queries, args.stream_tokens))
+            print(
+                f"\n## Reasoning ({source}): {cpu['queries']} sc queries, {cpu['subrequests']} sub-requests of "
+                f"{cpu['tokens_per_subrequest']} tokens, {cpu['seconds']:.0f} s: proxy CPU "
+                f"{cpu['cpu_ms_per_subrequest']:.2f} ms per sub-request"
+            )
         stats, wall, sent = asyncio.run(
             load(
                 proxy,
@@ -425,7 +476,8 @@ def main() -> None:
         rss = peak_rss_mib(pid)
         print_load(stats, source, args, wall, sent, rss)
         if args.out is not None:
-            args.out.write_text(json.dumps(report(source, over, stats, args.clients, wall, sent, rss), indent=2))
+            figures = report(source, over, stats, args.clients, wall, sent, rss) | {"reasoning_cpu": cpu}
+            args.out.write_text(json.dumps(figures, indent=2))
     finally:
         for proc in reversed(procs):
             proc.terminate()

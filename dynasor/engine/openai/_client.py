@@ -284,7 +284,9 @@ def _aiohttp_transport(max_connections: int) -> httpx.AsyncBaseTransport:
     from httpx_aiohttp import AiohttpTransport  # here: vLLM's own venv imports this module without it
 
     def session() -> aiohttp.ClientSession:  # made lazily, inside the event loop that uses it
-        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max_connections), trust_env=True)
+        # Without trust_env: engines are reached directly (no HTTP_PROXY, as the pass-through
+        # relay), and no per-request .netrc lookup in a worker thread.
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max_connections))
 
     return AiohttpTransport(client=session)
 

@@ -1,0 +1,27 @@
+"""scripts/bench_proxy.py in short, against its instant fake upstream: every phase reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_proxy.py"
+
+
+@pytest.mark.slow
+def test_every_phase_reports(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--upstream", "fake", "--pairs", "4", "--stream-pairs", "2", "--reasoning-queries", "3"]
+    args += ["--clients", "2", "--duration", "3", "--max-requests", "20", "--out", str(out)]
+    done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["overhead"]["pairs"] == 4
+    cpu = figures["reasoning_cpu"]
+    assert cpu["subrequests"] == 3 * 8 and cpu["cpu_ms_per_subrequest"] > 0
+    load = figures["load"]
+    assert sum(load["lost"].values()) == 0 and sum(load["hung"].values()) == 0 and load["requests"] > 0
