@@ -240,7 +240,7 @@ def certify_by_orderings(
         bound=target,
         confidence=confidence,
         method=f"{METHOD} on {where} (ordering-averaged paired loss, ceiling {best.ceiling:.3g}; "
-        "Learn then Test, fixed sequence)",
+        f"Learn then Test, fixed sequence; orderings: {replayer.orderings.describe()})",
         data=_describe_data(everything),
         queries=len(everything),
         expected_saving=overall.samples_saved,

@@ -199,7 +199,7 @@ def render_report(cal: cx.Calibration, algorithm: str, sources: str, notes: list
     )
     lines.append(
         f"  on these queries: samples saved {o.samples_saved:.1%}, accuracy {o.accuracy:.3f} vs {o.full_accuracy:.3f} "
-        f"at the full budget ({100 * -o.loss:+.2f} pt), harms {o.harms}, helps {o.helps}"
+        f"at the full budget ({100 * -o.loss:+.2f} pt), harms {o.harms:.3g}, helps {o.helps:.3g}"
     )
     if tested:
         lines += ["  " + line for line in cal.report().splitlines()[3:]]
@@ -240,9 +240,20 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Allowed accuracy loss vs the full budget, in points (repeat: tightest certified)."),
         ] = None,
         confidence: Annotated[float, typer.Option(help="Probability that the promise holds.")] = 0.95,
-        method: Annotated[str, typer.Option(help="ltt-paired (harms and helps) or ltt-binomial (harms only).")] = (
-            "ltt-paired"
-        ),
+        method: Annotated[
+            str,
+            typer.Option(
+                help="ltt-paired (harms and helps, in the recorded order), ltt-binomial (harms only), or "
+                "ordering-betting (the loss averaged over the orders samples could arrive in, bounded per query)."
+            ),
+        ] = "ltt-paired",
+        orderings: Annotated[
+            int, typer.Option(help="ordering-betting: random orderings per query where the exact average is too big.")
+        ] = 2000,
+        scope: Annotated[
+            str,
+            typer.Option(help="ordering-betting: the promise covers 'each set' of the data, or the 'pooled' mix."),
+        ] = "each set",
         point_estimate: Annotated[
             bool,
             typer.Option(
@@ -266,10 +277,19 @@ def register(app: typer.Typer) -> None:
         import certaindex as cx
         from dynasor.allocator import AllocatorConfig
 
-        if method not in ("ltt-paired", "ltt-binomial"):
+        if method not in ("ltt-paired", "ltt-binomial", "ordering-betting"):
             raise typer.BadParameter(
-                f"unknown method {method!r}: use ltt-paired or ltt-binomial", param_hint="--method"
+                f"unknown method {method!r}: use ltt-paired, ltt-binomial or ordering-betting", param_hint="--method"
             )
+        if scope not in ("each set", "pooled"):
+            raise typer.BadParameter(f"--scope must be 'each set' or 'pooled', got {scope!r}")
+        if orderings < 1:
+            raise typer.BadParameter(f"--orderings must be >= 1, got {orderings}")
+        by_orderings: dict[str, Any] = (
+            {"orderings": cx.Orderings(count=orderings, seed=seed), "scope": scope}
+            if method == "ordering-betting"
+            else {}
+        )
         if kind not in (None, "math", "choice", "code"):
             raise typer.BadParameter(f"--kind must be math, choice or code, got {kind!r}")
         bounds = sorted(bound or [0.5])
@@ -288,12 +308,12 @@ def register(app: typer.Typer) -> None:
             elif len(bounds) == 1:
                 cal = cx.certify(
                     trajectories, target=bounds[0] / 100, confidence=confidence, method=method,  # type: ignore[arg-type]
-                    family=family, seed=seed, answer_kind=rule_kind,
+                    family=family, seed=seed, answer_kind=rule_kind, **by_orderings,
                 )  # fmt: skip
             else:
                 cal = cx.certify_ladder(
                     trajectories, [b / 100 for b in bounds], confidence=confidence, method=method,
-                    family=family, seed=seed, answer_kind=rule_kind,
+                    family=family, seed=seed, answer_kind=rule_kind, **by_orderings,
                 )  # fmt: skip
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None

@@ -118,3 +118,29 @@ def test_a_chosen_measure_is_the_written_rule_s(tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert AllocatorConfig.load(out).rule_for("sc").measure == "entropy"
+
+
+@pytest.mark.slow
+def test_ordering_betting_certifies_on_recorded_traces(tmp_path: Path) -> None:
+    """The ordering-averaged method from the command line, on the bundled SVAMP traces (59 x 30)."""
+    out = tmp_path / "rules.yaml"
+    data = Path(__file__).resolve().parents[2] / "dynasor" / "data" / "traces" / "svamp-codex.jsonl"
+    args = ["calibrate", str(data), "--method", "ordering-betting", "--orderings", "50", "--bound", "20"]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "samples saved" in result.output and "harms 0." not in result.output.replace("harms 0.0", "")
+    rule = AllocatorConfig.load(out).rule_for("sc")
+    assert rule.certification is not None and rule.certification.method.startswith("ordering-betting")
+    assert rule.certification.bound == 0.2 and rule.threshold is not None
+    assert "else 50 random orderings (seed 0)" in rule.certification.method  # how to reproduce it
+
+
+def test_ordering_betting_options_are_checked(tmp_path: Path) -> None:
+    data = _traces(tmp_path / "t.jsonl", 20, AGREE)
+    for extra, message in (
+        (["--scope", "everything"], "--scope"),
+        (["--orderings", "0"], "--orderings"),
+        (["--method", "betting"], "ordering-betting"),
+    ):
+        result = runner.invoke(app, ["calibrate", str(data), "--method", "ordering-betting", *extra])
+        assert result.exit_code == 2 and message in result.output, result.output
