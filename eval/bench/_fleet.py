@@ -123,22 +123,20 @@ class _MeteredPool(UpstreamPool):
         self.area[i] += replica.queries * (now - self._last[i])
         self._last[i] = now
 
-    def bind(self, query_id: str) -> Replica:
-        replica = self.pick()
+    def pick(self, exclude: Iterable[Replica] = ()) -> Replica:
+        # The pool binds a query to the replica it picks: close that replica's integral first.
+        replica = super().pick(exclude)
         self._settle(replica)
-        self._bound[query_id] = replica
-        replica.queries += 1
-        self.peak_bound = max(self.peak_bound, len(self._bound))
+        return replica
+
+    def bind(self, query_id: str) -> Replica:
+        replica = super().bind(query_id)
+        self.peak_bound = max(self.peak_bound, self.bound)
         return replica
 
     def rebind(self, query_id: str, exclude: Iterable[Replica]) -> Replica:
         self.moved.add(query_id)
-        replica = self.pick(exclude)
-        self.release(query_id)
-        self._settle(replica)
-        self._bound[query_id] = replica
-        replica.queries += 1
-        return replica
+        return super().rebind(query_id, exclude)
 
     def release(self, query_id: str) -> None:
         replica = self._bound.get(query_id)
