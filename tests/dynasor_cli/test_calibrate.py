@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,8 @@ def test_ordering_betting_certifies_on_recorded_traces(tmp_path: Path) -> None:
     args = ["calibrate", str(data), "--method", "ordering-betting", "--orderings", "50", "--bound", "20"]
     result = runner.invoke(app, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "samples saved" in result.output and "harms 0." not in result.output.replace("harms 0.0", "")
+    assert "samples saved" in result.output
+    assert not re.search(r"harms \d+\.\d{4,}", result.output)  # expected counts, printed short
     rule = AllocatorConfig.load(out).rule_for("sc")
     assert rule.certification is not None and rule.certification.method.startswith("ordering-betting")
     assert rule.certification.bound == 0.2 and rule.threshold is not None

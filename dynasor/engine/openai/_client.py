@@ -117,7 +117,7 @@ class OpenAIBackend(Backend):
             # pool=None: when every connection is busy a request waits its turn; the scheduler,
             # not a pool timeout, bounds how much is in flight.
             timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=None),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            # The connection cap is the aiohttp connector's (httpx ignores limits with a transport).
             transport=transport or _aiohttp_transport(max_connections),
         )
         self._model_lock = asyncio.Lock()
