@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from algorithms import make_program
+from algorithms.protocol import Completion
 from dynasor import Query, QueryResult
 from dynasor.allocator import AllocatorConfig
+from dynasor.engine.base import EngineRequest
 from dynasor.engine.openai import OpenAIBackend
 from dynasor.runtime import Runtime
 from dynasor.scorers import JudgeScorer, SyntheticScorer
@@ -35,12 +38,23 @@ TINY: dict[str, tuple[dict[str, Any], list[int]]] = {
 }
 
 
+class IgnoreEosBackend(OpenAIBackend):
+    """Generates every request to its ``max_tokens``, so no sample can end by itself before a
+    test cancels its query (a tiny model often answers "6 times 7" in a dozen tokens)."""
+
+    async def generate(self, request: EngineRequest) -> Completion:
+        sampling = replace(request.request, extra={**request.request.extra, "ignore_eos": True})
+        return await super().generate(replace(request, request=sampling))
+
+
 async def run_on_engine(
     url: str, model: str, algorithm: str, params: Mapping[str, Any], *, cancel_when_running: int | None = None
 ) -> tuple[QueryResult, list[Mapping[str, Any]]]:
     """Run one query; with ``cancel_when_running``, cancel it once that many of its requests are
-    generating in the engine (a fixed delay would race a loaded engine's prefill)."""
-    backend = OpenAIBackend(url, model, read_timeout=120.0)
+    generating in the engine (a fixed delay would race a loaded engine's prefill), its requests
+    made to run to ``max_tokens``."""
+    backend_class = OpenAIBackend if cancel_when_running is None else IgnoreEosBackend
+    backend = backend_class(url, model, read_timeout=120.0)
     scorer = JudgeScorer(backend, max_tokens=3) if algorithm == "bon" else SyntheticScorer(seed=0)
     runtime = Runtime(backend, allocator=AllocatorConfig({}), scorer=scorer)
     events: list[Mapping[str, Any]] = []
