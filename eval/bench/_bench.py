@@ -196,11 +196,10 @@ def _arm_job(
             run(rate, scale)
     searches = {}
     for scale in search_scales:
-        passing = [r for r in rates if (r, scale) in known and known[(r, scale)].metrics["p90_attained"]]
-        start = max(passing) if passing else min(rates)
+        measured = {r: float(known[(r, scale)].metrics["attainment"]) for r in rates if (r, scale) in known}
         attainment = partial(_attainment, run, scale=scale)
         searches[scale] = find_sustainable_rate(
-            attainment, start, target=TARGET_ATTAINMENT, rel_tol=rel_tol, max_probes=max_probes
+            attainment, min(rates), target=TARGET_ATTAINMENT, rel_tol=rel_tol, max_probes=max_probes, known=measured
         )
     return records, searches
 

@@ -52,3 +52,31 @@ def test_bad_arguments() -> None:
         find_sustainable_rate(lambda r: 1.0, 0.0)
     with pytest.raises(ValueError, match="rel_tol"):
         find_sustainable_rate(lambda r: 1.0, 1.0, rel_tol=0.0)
+
+
+def test_a_bracket_already_measured_is_bisected_without_doubling_past_it() -> None:
+    attainment, calls = _step(10.0)
+    search = find_sustainable_rate(attainment, 1.0, rel_tol=0.05, known={9.0: 0.95, 12.0: 0.5, 4.0: 1.0})
+    # Never above the failing rate already known: only bisection inside (9, 12].
+    assert calls and all(9.0 < r < 12.0 for r in calls)
+    assert search.rate is not None and search.failing is not None
+    assert search.rate <= 10.0 < search.failing and search.failing / search.rate <= 1.05
+    assert search.probes[:3] == [(4.0, 1.0), (9.0, 0.95), (12.0, 0.5)]
+
+
+def test_a_known_bracket_within_tolerance_runs_nothing() -> None:
+    search = find_sustainable_rate(lambda r: pytest.fail(f"ran {r}"), 1.0, known={9.92: 0.907, 10.4: 0.81})
+    assert (search.rate, search.failing) == (9.92, 10.4)
+
+
+@pytest.mark.parametrize(("known", "first"), [({3.0: 1.0}, 6.0), ({3.0: 0.2}, 1.5)])
+def test_one_sided_knowledge_doubles_or_halves_from_it(known: dict[float, float], first: float) -> None:
+    attainment, calls = _step(2.0)
+    find_sustainable_rate(attainment, 100.0, known=known, max_probes=3)
+    assert calls[0] == first
+
+
+def test_known_probes_do_not_use_up_the_probe_budget() -> None:
+    attainment, calls = _step(5.0)
+    find_sustainable_rate(attainment, 1.0, known={1.0: 1.0, 1.5: 1.0}, max_probes=2)
+    assert calls == [3.0, 6.0]  # two runs of its own, after the two it was given
