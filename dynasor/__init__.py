@@ -8,6 +8,7 @@ from dynasor._exceptions import (
     EngineUnavailable,
     PolicyError,
     QueueFull,
+    StreamBroken,
 )
 from dynasor._presets import AllocatorConfig, StopRule
 from dynasor._query import Budget, Query, QueryResult, TrajectoryPoint, Usage
@@ -33,6 +34,7 @@ __all__ = [
     "RequestRecord",
     "Runtime",
     "StopRule",
+    "StreamBroken",
     "TrajectoryPoint",
     "Usage",
 ]

@@ -7,7 +7,8 @@
     ├── PolicyError          unknown or misconfigured scheduling / allocation policy
     ├── EngineError          the engine failed a request
     │   ├── EngineUnavailable    cannot reach the engine (connection refused, 5xx after retries)
-    │   └── EngineTimeout        no answer within the configured time
+    │   ├── EngineTimeout        no answer within the configured time
+    │   └── StreamBroken         the connection broke after tokens arrived
     └── QueueFull            admission refused: too many queries waiting
 """
 
@@ -21,6 +22,7 @@ __all__ = [
     "EngineUnavailable",
     "PolicyError",
     "QueueFull",
+    "StreamBroken",
 ]
 
 
@@ -51,6 +53,18 @@ class EngineUnavailable(EngineError):
 
 class EngineTimeout(EngineError):
     """The engine did not answer in time."""
+
+
+class StreamBroken(EngineError):
+    """The connection broke after the engine had streamed tokens: the partial completion is lost.
+
+    Not an :class:`EngineUnavailable`: sending the request again is safe only when none of its
+    text has reached anyone yet, which the caller knows and the backend does not.
+    """
+
+    def __init__(self, message: str, *, chunks: int) -> None:
+        super().__init__(message)
+        self.chunks = chunks
 
 
 class QueueFull(DynasorError):

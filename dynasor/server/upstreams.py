@@ -14,7 +14,11 @@ A replica leaves the pool in two ways, and comes back in two:
   count. The last usable replica is never taken out for answering with errors: the fault
   may be the requests', and each failing request already gets its own error.
 
-Queries bound to a replica that leaves move to another one for their next sub-request.
+Queries bound to a replica that leaves move to another one for their next sub-request. A
+sub-request whose stream breaks part-way (the replica crashed under it) is sent again, from its
+prompt, to another replica when none of its text has gone to a client (no one watches a
+self-consistency sample decode); one whose text was being relayed fails its query instead, as
+a client cannot take back what it was shown.
 :class:`HealthMonitor` probes every replica in the background (vLLM's ``GET /health``), so
 ``/health`` never reports a closed port as up.
 """
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from algorithms.protocol import Completion
-from dynasor._exceptions import EngineError, EngineUnavailable
+from dynasor._exceptions import EngineError, EngineUnavailable, StreamBroken
 from dynasor.engine.base import Backend, Capacity, EngineRequest
 
 __all__ = ["HealthMonitor", "NoHealthyUpstream", "PooledBackend", "Replica", "UpstreamPool", "replica_states"]
@@ -66,6 +70,10 @@ class Replica:
     failures: int = 0
     """Failed requests in a row (reset by a success)."""
     last_error: str | None = field(default=None, repr=False)
+    resent: int = 0
+    """Sub-requests whose stream broke here part-way and were sent again to another replica."""
+    tokens_lost: int = 0
+    """Completion tokens those broken streams had generated."""
 
     @property
     def load(self) -> int:
@@ -184,7 +192,12 @@ class UpstreamPool:
         return replica
 
     def rebind(self, query_id: str, exclude: Iterable[Replica]) -> Replica:
-        """Move a query off a failing replica."""
+        """Move a query off a failing replica; one that another of its requests already moved to
+        a usable replica stays there (a gang's requests fail together and move together)."""
+        exclude = list(exclude)
+        current = self._bound.get(query_id)
+        if current is not None and current.up(self.clock()) and all(current is not r for r in exclude):
+            return current
         replica = self.pick(exclude)
         self.release(query_id)
         self._bound[query_id] = replica
@@ -286,22 +299,38 @@ class PooledBackend(Backend):
         while True:
             try:
                 completion = await replica.backend.generate(request)
+            except StreamBroken as exc:
+                self.pool.mark_unreachable(replica, str(exc))
+                if request.request.on_text is not None:
+                    raise  # its text has been relayed: a second generation would not continue it
+                tried.append(replica)
+                broken = replica
+                broken.tokens_lost += request.meter.completion_tokens
+                replica = self._move(request, tried, exc)
+                broken.resent += 1
+                request.meter.completion_tokens = 0  # the next replica's stream counts afresh
+                continue
             except EngineUnavailable as exc:
                 tried.append(replica)
                 if exc.status is None:
                     self.pool.mark_unreachable(replica, str(exc))
                 else:
                     self.pool.mark_failed(replica, str(exc))
-                try:
-                    replica = self.pool.rebind(request.query_id, exclude=tried)
-                except EngineUnavailable:
-                    raise exc from None
-                logger.info("query %s moves to %s", request.query_id, replica.url)
+                replica = self._move(request, tried, exc)
                 continue
             if replica.failures or replica.down_reason is not None:
                 self.pool.mark_ok(replica)
             self.model = replica.backend.model
             return completion
+
+    def _move(self, request: EngineRequest, tried: list[Replica], failure: EngineError) -> Replica:
+        """Rebind the request's query to a replica not tried yet; ``failure`` when there is none."""
+        try:
+            replica = self.pool.rebind(request.query_id, exclude=tried)
+        except EngineUnavailable:
+            raise failure from None
+        logger.info("query %s moves to %s", request.query_id, replica.url)
+        return replica
 
     def _shaped(self, request: EngineRequest) -> EngineRequest:
         """The request with its query's tap and logprobs applied."""
@@ -339,6 +368,14 @@ def replica_states(pool: UpstreamPool) -> list[Mapping[str, object]]:
     """What ``/health`` shows of each replica."""
     now = pool.clock()
     return [
-        {"url": r.url, "up": r.up(now), "load": r.load, "down_reason": r.down_reason, "error": r.last_error}
+        {
+            "url": r.url,
+            "up": r.up(now),
+            "load": r.load,
+            "down_reason": r.down_reason,
+            "error": r.last_error,
+            "resent": r.resent,
+            "tokens_lost": r.tokens_lost,
+        }
         for r in pool.replicas
     ]

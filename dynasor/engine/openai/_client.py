@@ -33,7 +33,7 @@ import aiohttp
 import httpx
 
 from algorithms.protocol import Completion, GenerateRequest  # noqa: F401  (doctest)
-from dynasor._exceptions import ConfigError, EngineError, EngineTimeout, EngineUnavailable
+from dynasor._exceptions import ConfigError, EngineError, EngineTimeout, EngineUnavailable, StreamBroken
 from dynasor.engine.base import Backend, Capacity, EngineRequest
 from dynasor.engine.openai._errors import Retryable, RetryPolicy, status_error
 from dynasor.engine.openai._request import PriorityConvention, build_body, engine_priority
@@ -185,9 +185,11 @@ class OpenAIBackend(Backend):
             The server could not be reached, or kept answering 429/5xx, through all retries.
         EngineTimeout
             No bytes arrived within ``read_timeout``.
+        StreamBroken
+            The connection broke after tokens arrived (not retried: they may have been relayed).
         EngineError
             Any other failure: a 4xx answer (``status`` and ``body`` carry the server's),
-            an error event in the stream, or a stream broken after tokens arrived.
+            or an error event in the stream.
         """
         await self._ensure_model()
         path, body = self.build_body(request)
@@ -234,7 +236,8 @@ class OpenAIBackend(Backend):
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             error = EngineUnavailable(f"{_failure(exc)} talking to {self.base_url}{path}: {exc}")
             if acc.started:
-                raise EngineError(f"stream from {self.base_url}{path} broke after {acc.chunks} chunks: {exc}") from exc
+                message = f"stream from {self.base_url}{path} broke after {acc.chunks} chunks: {exc}"
+                raise StreamBroken(message, chunks=acc.chunks) from exc
             error.__cause__ = exc
             raise Retryable(error) from exc
         except httpx.TimeoutException as exc:

@@ -252,3 +252,38 @@ def test_a_replica_killed_under_a_query_moves_its_next_sub_requests(make_proxy):
             assert usage["samples"] >= 2 and usage["exit_reason"] != "error"
             assert app.state.proxy.pool.replicas[0].down_reason == "unreachable"
             assert alive.requests == usage["samples"]
+
+
+def test_a_sample_whose_stream_breaks_part_way_is_sent_again_to_another_replica(make_proxy):
+    """The connection drops after tokens arrived: no client watched that sample decode, so it
+    starts again on the other replica and the query is answered."""
+    cutting, alive = FaultyUpstream("cut"), FaultyUpstream()
+    with serve_app(cutting.app()) as cut_url, serve_app(alive.app()) as alive_url:
+        settings = ServerSettings(upstreams=(cut_url, alive_url), upstream_attempts=1, health_interval_s=0)
+        with make_proxy(settings) as (url, app):
+            r = reason(url, max_samples=2)
+            assert r.status_code == 200, r.text
+            usage = r.json()["usage"]["dynasor"]
+            assert usage["exit_reason"] != "error" and usage["samples"] == 2
+            broken, serving = app.state.proxy.pool.replicas
+            assert cutting.requests == broken.resent == 2  # the gang's two samples, each once
+            assert broken.tokens_lost > 0 and broken.down_reason == "unreachable"
+            assert alive.completed == 2 and serving.resent == 0
+            metrics = httpx.get(f"{url}/metrics").text
+            assert f'dynasor_upstream_resent_total{{upstream="{cut_url}"}} 2.0' in metrics
+            [shown] = [u for u in httpx.get(f"{url}/health").json()["upstreams"] if u["url"] == cut_url]
+            assert shown["resent"] == 2 and shown["tokens_lost"] == broken.tokens_lost
+
+
+def test_a_relayed_chain_whose_stream_breaks_fails_rather_than_restarting(make_proxy):
+    """A chain of thought streamed to its client as it decodes is not sent again (the client has
+    seen its start): the stream ends with an error event, and the other replica is not asked."""
+    cutting, alive = FaultyUpstream("cut"), FaultyUpstream()
+    with serve_app(cutting.app()) as cut_url, serve_app(alive.app()) as alive_url:
+        settings = ServerSettings(upstreams=(cut_url, alive_url), upstream_attempts=1, health_interval_s=0)
+        with make_proxy(settings) as (url, app):
+            cot = {"algorithm": "cot", "chunk_tokens": 6, "probe_tokens": 4}
+            body = {"model": "fake", "messages": PROMPT, "max_tokens": 12, "stream": True, "dynasor": cot}
+            got = events(httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30).text)
+            assert got[-1] == "[DONE]" and "broke after" in got[-2]["error"]["message"]
+            assert alive.requests == 0 and app.state.proxy.pool.replicas[0].resent == 0

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from algorithms.protocol import Completion, GenerateRequest
-from dynasor import EngineError, EngineUnavailable
+from dynasor import EngineError, EngineUnavailable, StreamBroken
 from dynasor.engine.base import Backend, Capacity, EngineRequest
 from dynasor.server.upstreams import HealthMonitor, NoHealthyUpstream, PooledBackend, Replica, UpstreamPool
 
@@ -39,6 +39,15 @@ class FakeBackend(Backend):
         if request.request.on_text is not None:
             request.request.on_text(f"text from {self.model}")
         return Completion(f"text from {self.model}", 3, 5, "stop")
+
+
+class CrashingBackend(FakeBackend):
+    """Streams a few tokens of every request, then the connection breaks."""
+
+    async def generate(self, request: EngineRequest) -> Completion:
+        self.seen.append(request.query_id)
+        request.meter.completion_tokens = 7
+        raise StreamBroken(f"stream from {self.model} broke after 3 chunks", chunks=3)
 
 
 class Clock:
@@ -215,3 +224,46 @@ async def test_logprobs_are_asked_for_the_queries_that_need_them():
     await backend.generate(req("q1"))
     await backend.generate(req("q2"))
     assert seen == [0, None]
+
+
+async def test_a_stream_broken_part_way_starts_again_on_another_replica():
+    clock = Clock()
+    crashing, alive = CrashingBackend("a"), FakeBackend("b")
+    backend = PooledBackend(pool_of(crashing, alive, clock=clock))
+    backend.pool.bind("q")
+    request = req("q")
+    completion = await backend.generate(request)
+    assert completion.text == "text from b" and (crashing.seen, alive.seen) == (["q"], ["q"])
+    broken = backend.pool.replicas[0]
+    assert (broken.resent, broken.tokens_lost) == (1, 7)
+    assert request.meter.completion_tokens == 0  # the lost stream's tokens are not the new one's
+    assert broken.down_reason == "unreachable" and backend.pool.replica_for("q") is backend.pool.replicas[1]
+
+
+async def test_a_broken_stream_whose_text_was_relayed_is_not_sent_again():
+    crashing, alive = CrashingBackend("a"), FakeBackend("b")
+    backend = PooledBackend(pool_of(crashing, alive))
+    backend.pool.bind("q")
+    backend.taps["q"] = lambda r, text: None
+    with pytest.raises(StreamBroken, match="broke after 3 chunks"):
+        await backend.generate(req("q"))
+    assert alive.seen == [] and backend.pool.replicas[0].resent == 0
+    assert backend.pool.replicas[0].down_reason == "unreachable"  # it did break, though
+
+
+async def test_a_broken_stream_with_no_replica_left_raises_it():
+    backend = PooledBackend(pool_of(CrashingBackend("a")))
+    with pytest.raises(StreamBroken):
+        await backend.generate(req("q"))
+    assert (backend.pool.replicas[0].resent, backend.pool.replicas[0].tokens_lost) == (0, 7)
+
+
+def test_the_requests_of_a_gang_move_to_one_replica():
+    pool = pool_of(FakeBackend("a"), FakeBackend("b"), FakeBackend("c"))
+    failed, first, other = pool.replicas
+    assert pool.bind("q") is failed
+    assert pool.rebind("q", exclude=[failed]) is first
+    first.inflight = 5  # now the most loaded, yet the gang's next failed request joins it there
+    assert pool.rebind("q", exclude=[failed]) is first and first.queries == 1
+    assert pool.rebind("q", exclude=[failed, first]) is other  # unless that one failed it too
+    assert [r.queries for r in pool.replicas] == [0, 0, 1]

@@ -77,15 +77,17 @@ def test_a_replica_that_goes_down_loses_no_query_silently() -> None:
     assert len(failed.outcomes) > 300
     assert failed.fleet is not None and failed.fleet.failing is not None
     broken = failed.fleet.failing.broken_off
-    errors = {o.id for o in failed.outcomes if o.exit_reason == "error"}
-    # As in the proxy, a query whose stream broke after its first tokens fails (no half-streamed resend)...
-    assert errors and errors == broken & {o.id for o in failed.outcomes}
-    assert failed.engine["failed_replica_tokens_lost"] > 0
-    # ...and one with no token streamed yet moves to another replica and finishes there.
-    assert failed.engine["failed_replica_requests_refused"] > 0
     moved = failed.fleet.pool.moved
-    assert moved and not moved & broken
-    assert all(o.exit_reason != "error" for o in failed.outcomes if o.id in moved)
+    # As in the proxy, a sample whose stream broke after its first tokens is sent again elsewhere
+    # (no client watches it decode), its tokens so far lost; its query moves with it...
+    assert broken and broken <= moved
+    replicas = failed.fleet.pool.replicas
+    assert failed.engine["failed_replica_requests_resent"] == replicas[1].resent >= len(broken)
+    assert failed.engine["failed_replica_tokens_lost"] == replicas[1].tokens_lost > 0
+    assert all(r.resent == 0 for i, r in enumerate(replicas) if i != 1)
+    # ...as does one with no token streamed yet (refused, then moved); every query that moved
+    # finishes elsewhere, and none fails with the replica.
+    assert "error" not in {o.exit_reason for o in failed.outcomes}
     down = failed.fleet.sims[1].engine
     assert down.running == down.waiting == 0
     # The failed replica stopped working at 15 s of a run whose load went on far longer.

@@ -14,7 +14,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from algorithms.protocol import GenerateRequest
-from dynasor import ConfigError, EngineError, EngineTimeout, EngineUnavailable
+from dynasor import ConfigError, EngineError, EngineTimeout, EngineUnavailable, StreamBroken
 from dynasor.engine.base import EngineRequest
 from dynasor.engine.openai import OpenAIBackend, RetryPolicy, SSEDecoder
 
@@ -335,9 +335,9 @@ async def test_failure_after_first_token_not_retried() -> None:
         return httpx.Response(200, stream=Broken())
 
     async with backend(handler) as b:
-        with pytest.raises(EngineError, match="broke after") as info:
+        with pytest.raises(StreamBroken, match="broke after 1 chunks") as info:
             await b.generate(req())
-    assert calls == 1 and not isinstance(info.value, EngineUnavailable)
+    assert calls == 1 and not isinstance(info.value, EngineUnavailable) and info.value.chunks == 1
     assert isinstance(info.value.__cause__, httpx.ReadError)
 
 
