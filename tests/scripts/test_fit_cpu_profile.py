@@ -1,0 +1,47 @@
+"""scripts/fit_cpu_profile.py: observations saved with --raw are fitted back to the iteration
+cost that produced them, and --profile-out writes a profile the simulated engine loads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dynasor.engine.sim import load_profile
+from tests.dynasor.server.conftest import serve_app
+from tests.dynasor.server.faulty import FaultyUpstream
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fit_cpu_profile.py"
+TRUE = {"step_base_s": 0.012, "step_per_seq_s": 0.0008, "step_per_context_token_s": 2e-6, "prefill_per_token_s": 3e-5}
+
+
+def _observations(rng: np.random.Generator) -> dict[str, object]:
+    decode = []
+    for b in (1, 2, 4, 8, 16, 32, 64):
+        for prompt in (16, 128, 512):
+            for k in range(0, 48, 6):
+                context = b * (prompt + k)
+                step = TRUE["step_base_s"] + TRUE["step_per_seq_s"] * b + TRUE["step_per_context_token_s"] * context
+                decode.append((b, context, 0, step * rng.uniform(0.97, 1.03)))
+    # Time to first token: a fixed per-request part (HTTP, tokenisation) plus the prefill itself.
+    prefill = [(1, p, p, 0.05 + TRUE["prefill_per_token_s"] * p) for p in (64, 256, 1024, 2048) for _ in range(2)]
+    return {"decode": {}, "observations": decode, "prefill": prefill}
+
+
+def test_saved_observations_fit_back_and_the_profile_loads(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.json"
+    raw.write_text(json.dumps(_observations(np.random.default_rng(0))))
+    out = tmp_path / "cpu-tiny-here.json"
+    with serve_app(FaultyUpstream().app()) as url:  # a server without vLLM's /metrics
+        args = ["--url", url, "--from-raw", str(raw), "--profile-out", str(out), "--max-num-seqs", "64"]
+        done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "fit (real engine)" in done.stdout and f"wrote the profile {out}" in done.stdout
+    profile = load_profile(out)
+    assert profile.name == "cpu-tiny-here" and profile.max_num_seqs == 64
+    for name, value in TRUE.items():
+        assert getattr(profile, name) == pytest.approx(value, rel=0.1), name
