@@ -13,6 +13,10 @@
 Printed: per policy, attainment, p50/p90 latency, queueing time and tokens per query for both,
 and how far the simulated p90 latency is from the real one. Everything is written to
 ``--out/comparison.json``.
+
+``--twin-of DIR`` skips the live runs: it takes the real rows and recorded samples of an earlier
+run's ``--out`` DIR and runs only the twins, so one live run can be checked against several cost
+profiles (each fitted at another time, or under another load).
 """
 
 from __future__ import annotations
@@ -60,9 +64,11 @@ def main() -> None:
     parser.add_argument("--policies", default="fcfs,dynasor")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/real-engine")
+    parser.add_argument("--twin-of", default=None, help="an earlier run's --out: replay its samples, no live runs")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    earlier = Path(args.twin_of) if args.twin_of else None
     policies = args.policies.split(",")
     common = {
         "duration": args.duration,
@@ -74,17 +80,27 @@ def main() -> None:
     real_label = f"real engine ({args.url}, model {args.model})"
     sim_label = f"simulated (profile {args.profile})"
     report: dict[str, Any] = {"config": vars(args) | {"knobs": KNOBS}, "real": {}, "simulated": {}}
+    if earlier is not None:
+        recorded = json.loads((earlier / "comparison.json").read_text())
+        same = ("rate", "duration", "slo_scale", "max_seqs", "seed")
+        if any(recorded["config"][k] != getattr(args, k) for k in same):
+            raise SystemExit(f"--twin-of {earlier}: give the rate, duration, SLO scale, capacity and seed it ran with")
+        real_label = f"real engine ({recorded['config']['url']}, model {recorded['config']['model']})"
     for policy in policies:
         # Each policy's own samples, so that its twin replays exactly what it was served.
-        samples = out / f"samples-{policy}.jsonl"
-        samples.unlink(missing_ok=True)
-        live = RunConfig(
-            load_workload("sc-math"), upstream=args.url, model=args.model, record_traces=str(samples), **common
-        )
-        start = time.perf_counter()
-        [run] = run_points(live, [PointSpec(policy, args.rate, args.slo_scale, True)])
-        report["real"][policy] = _row(run, args.duration) | {"wall_s": time.perf_counter() - start}
-        print(f"[{real_label}] {policy}: {json.dumps(report['real'][policy])}", flush=True)
+        if earlier is not None:
+            samples = earlier / f"samples-{policy}.jsonl"
+            report["real"][policy] = recorded["real"][policy]
+        else:
+            samples = out / f"samples-{policy}.jsonl"
+            samples.unlink(missing_ok=True)
+            live = RunConfig(
+                load_workload("sc-math"), upstream=args.url, model=args.model, record_traces=str(samples), **common
+            )
+            start = time.perf_counter()
+            [run] = run_points(live, [PointSpec(policy, args.rate, args.slo_scale, True)])
+            report["real"][policy] = _row(run, args.duration) | {"wall_s": time.perf_counter() - start}
+            print(f"[{real_label}] {policy}: {json.dumps(report['real'][policy])}", flush=True)
         twin = RunConfig(load_workload("sc-math").with_recorded(samples), engine_profile=args.profile, **common)
         [run] = run_points(twin, [PointSpec(policy, args.rate, args.slo_scale, True)])
         report["simulated"][policy] = _row(run, args.duration)
