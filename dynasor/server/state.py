@@ -101,7 +101,7 @@ class ProxyState:
         m.track(settings.policy, lambda: float(len(self.runtime.scheduler)), lambda: float(self.runtime.active))
         m.passthrough_inflight.set_function(self._inflight)
         m.subrequests_running.set_function(lambda: float(self.runtime.scheduler.running_seqs))
-        m.track_replicas(self.pool.replicas)
+        m.track_failover(lambda: [(r.url, r.resent, r.tokens_lost) for r in self.pool.replicas])
         for replica in self.pool.replicas:
             m.upstream_up.labels(replica.url).set_function(functools.partial(self._replica_up, replica))
             m.upstream_load.labels(replica.url).set_function(functools.partial(_replica_load, replica))
