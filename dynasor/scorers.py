@@ -26,8 +26,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-import httpx
-
 from algorithms.protocol import ChatMessage, Completion, GenerateRequest, QueryInfo
 from dynasor._exceptions import ConfigError, EngineError
 from dynasor.engine.base import Backend, EngineRequest, Scorer, prompt_text
@@ -78,8 +76,6 @@ class HttpRewardScorer(Scorer):
         Longest silence while waiting for the server's answer (None: none).
     api_key:
         Sent as a bearer token when given.
-    transport:
-        An httpx transport instead of the network (tests).
     """
 
     def __init__(
@@ -92,9 +88,8 @@ class HttpRewardScorer(Scorer):
         template: Callable[[str | Sequence[ChatMessage], str], str] = _conversation,
         timeout: float | None = 60.0,
         api_key: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        from dynasor.engine.openai import OpenAIBackend  # httpx-based; only scorers over HTTP need it
+        from dynasor.engine.openai import OpenAIBackend  # aiohttp-based; only scorers over HTTP need it
 
         if endpoint not in ("classify", "pooling"):
             raise ConfigError(f"unknown reward endpoint {endpoint!r}: classify or pooling")
@@ -102,7 +97,7 @@ class HttpRewardScorer(Scorer):
         self.label = label
         self.template = template
         self.model = model
-        self._http = OpenAIBackend(base_url, model, api_key=api_key, read_timeout=timeout, transport=transport)
+        self._http = OpenAIBackend(base_url, model, api_key=api_key, read_timeout=timeout)
 
     async def score(
         self, query: QueryInfo, prompt: str | Sequence[ChatMessage], responses: Sequence[Completion]

@@ -3,7 +3,7 @@
 Against a real OpenAI-compatible engine (vLLM first); every figure is labelled with its URL and model.
 
 1. **Send times.** One ``sc`` gang of ``--samples`` requests through the runtime and the OpenAI
-   backend (the proxy's own path), each request stamped as httpx sends it: how far apart the
+   backend (the proxy's own path), each request stamped as the HTTP client sends it: how far apart the
    proxy puts them.
 2. **In the engine.** vLLM's ``/metrics`` polled every ``--poll`` seconds while such a gang runs:
    how long one request runs alone (``running + waiting == 1``) before the others are in.
@@ -24,6 +24,7 @@ import statistics
 import time
 from typing import Any
 
+import aiohttp
 import httpx
 
 from algorithms.protocol import GenerateRequest
@@ -48,15 +49,14 @@ async def send_times(args: argparse.Namespace, rng: random.Random) -> list[float
     """Milliseconds from the first request of a gang to each of the others, as sent."""
     stamps: list[float] = []
 
-    class Stamped(httpx.AsyncHTTPTransport):
-        """The network, with the moment each generation request is handed to it."""
+    async def stamp(session: object, context: object, params: aiohttp.TraceRequestStartParams) -> None:
+        """The moment each generation request is handed to the network."""
+        if params.url.path.endswith("/completions"):
+            stamps.append(time.perf_counter())
 
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            if request.url.path.endswith("/completions"):
-                stamps.append(time.perf_counter())
-            return await super().handle_async_request(request)
-
-    runtime = Runtime(OpenAIBackend(args.engine, args.model, transport=Stamped()))
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(stamp)
+    runtime = Runtime(OpenAIBackend(args.engine, args.model, trace_configs=[trace]))
     spreads = []
     for _ in range(args.trials):
         stamps.clear()

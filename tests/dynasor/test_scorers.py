@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -25,6 +26,7 @@ from dynasor.scorers import (
     parse_grade,
 )
 from tests.algorithms.helpers import run_query
+from tests.dynasor.mock_http import serving
 
 QUERY = QueryInfo("q1", "What is 6 times 7?")
 
@@ -33,8 +35,10 @@ def done(text: str, **meta: object) -> Completion:
     return Completion(text, 5, 3, "stop", meta=meta)
 
 
-def vllm_mock(answer):
-    """A transport answering /classify and /pooling with ``answer(path, body)``; records bodies."""
+@contextlib.asynccontextmanager
+async def vllm_mock(answer):
+    """A server answering /classify and /pooling with ``answer(path, body)``; yields its URL and
+    the bodies it received."""
     seen: list[tuple[str, dict]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -44,7 +48,8 @@ def vllm_mock(answer):
         seen.append((request.url.path, body))
         return httpx.Response(200, json=answer(request.url.path, body))
 
-    return httpx.MockTransport(handler), seen
+    async with serving(handler) as url:
+        yield url, seen
 
 
 async def test_classify_scores_are_the_probability_of_the_last_class():
@@ -54,10 +59,10 @@ async def test_classify_scores_are_the_probability_of_the_last_class():
         ]
         return {"data": rows[::-1]}  # out of order on purpose
 
-    transport, seen = vllm_mock(answer)
-    scorer = HttpRewardScorer("http://rm", transport=transport)
-    scores = await scorer.score(QUERY, QUERY.prompt, [done("42"), done("41")])
-    await scorer.aclose()
+    async with vllm_mock(answer) as (url, seen):
+        scorer = HttpRewardScorer(url)
+        scores = await scorer.score(QUERY, QUERY.prompt, [done("42"), done("41")])
+        await scorer.aclose()
     assert scores == pytest.approx([0.1, 0.2])
     path, body = seen[0]
     assert path == "/classify" and body["model"] == "rm"
@@ -68,21 +73,24 @@ async def test_pooling_per_step_output_scores_the_last_step():
     def answer(path, body):
         return {"data": [{"index": 0, "data": [[0.9, 0.1], [0.3, 0.7]]}, {"index": 1, "data": [0.25]}]}
 
-    transport, seen = vllm_mock(answer)
-    scorer = HttpRewardScorer("http://rm", "prm", endpoint="pooling", transport=transport)
-    assert await scorer.score(QUERY, QUERY.prompt, [done("a"), done("b")]) == pytest.approx([0.7, 0.25])
+    async with vllm_mock(answer) as (url, seen):
+        scorer = HttpRewardScorer(url, "prm", endpoint="pooling")
+        assert await scorer.score(QUERY, QUERY.prompt, [done("a"), done("b")]) == pytest.approx([0.7, 0.25])
+        await scorer.aclose()
     assert seen[0][0] == "/pooling" and seen[0][1]["model"] == "prm"
 
 
 async def test_a_malformed_answer_is_an_engine_error():
-    transport, _ = vllm_mock(lambda path, body: {"data": [{"index": 0}]})
-    scorer = HttpRewardScorer("http://rm", "rm", transport=transport)
-    with pytest.raises(EngineError, match="classify"):
-        await scorer.score(QUERY, QUERY.prompt, [done("a")])
-    transport, _ = vllm_mock(lambda path, body: {"data": []})
-    scorer = HttpRewardScorer("http://rm", "rm", transport=transport)
-    with pytest.raises(EngineError, match="scored 0"):
-        await scorer.score(QUERY, QUERY.prompt, [done("a")])
+    async with vllm_mock(lambda path, body: {"data": [{"index": 0}]}) as (url, _):
+        scorer = HttpRewardScorer(url, "rm")
+        with pytest.raises(EngineError, match="classify"):
+            await scorer.score(QUERY, QUERY.prompt, [done("a")])
+        await scorer.aclose()
+    async with vllm_mock(lambda path, body: {"data": []}) as (url, _):
+        scorer = HttpRewardScorer(url, "rm")
+        with pytest.raises(EngineError, match="scored 0"):
+            await scorer.score(QUERY, QUERY.prompt, [done("a")])
+        await scorer.aclose()
 
 
 def test_unknown_endpoint_is_a_config_error():

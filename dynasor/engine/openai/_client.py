@@ -13,6 +13,11 @@ Failures before the first token (connection refused or reset, HTTP 429, HTTP 5xx
 retried with exponential backoff and jitter; once a token has streamed a failure is final,
 since a retry would silently generate a different continuation.
 
+The HTTP client is aiohttp, whose HTTP parser is compiled: a sub-request streams one event
+per token, and per event a pure-Python stack (httpx's) cost more CPU than everything else the
+proxy does for it (docs/proxy.md, "Where the time goes"). Each read takes every byte received
+so far, so when events arrive faster than they are handled, many are parsed in one go.
+
 Example
 -------
 >>> async def main() -> None:  # doctest: +SKIP
@@ -24,13 +29,14 @@ Example
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
-import httpx
 
 from algorithms.protocol import Completion, GenerateRequest  # noqa: F401  (doctest)
 from dynasor._exceptions import ConfigError, EngineError, EngineTimeout, EngineUnavailable, StreamBroken
@@ -73,8 +79,8 @@ class OpenAIBackend(Backend):
         extension) so ``request.meter`` is exact while the request runs; turn it off for
         servers that reject the field (the meter then counts one token per chunk until the
         final usage block).
-    transport
-        An httpx transport to use instead of the network (tests pass ``httpx.MockTransport``).
+    trace_configs
+        aiohttp request hooks (``aiohttp.TraceConfig``), e.g. to time when each request is sent.
     seed
         Seeds the jitter of retry delays.
     """
@@ -94,7 +100,7 @@ class OpenAIBackend(Backend):
         max_connections: int = 512,
         headers: Mapping[str, str] | None = None,
         continuous_usage: bool = True,
-        transport: httpx.AsyncBaseTransport | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
         seed: int | None = None,
     ) -> None:
         if priority not in ("lower-first", "higher-first", "none"):
@@ -111,17 +117,29 @@ class OpenAIBackend(Backend):
         all_headers = dict(headers or {})
         if api_key:
             all_headers["Authorization"] = f"Bearer {api_key}"
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=all_headers,
-            # pool=None: when every connection is busy a request waits its turn; the scheduler,
-            # not a pool timeout, bounds how much is in flight.
-            timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=None),
-            # The connection cap is the aiohttp connector's (httpx ignores limits with a transport).
-            transport=transport or _aiohttp_transport(max_connections),
-        )
+        self._headers = all_headers
+        self._max_connections = max_connections
+        self._trace_configs = list(trace_configs)
+        # No total limit: the scheduler, not a timeout, bounds how long a generation may run.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+        self._health_timeout = aiohttp.ClientTimeout(total=min(connect_timeout, 5.0))
+        self._session: aiohttp.ClientSession | None = None
         self._model_lock = asyncio.Lock()
-        self._health_timeout = httpx.Timeout(min(connect_timeout, 5.0))
+
+    @property
+    def _http(self) -> aiohttp.ClientSession:
+        """The pooled session, opened on first use (it belongs to the running event loop)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                # When every connection is busy a request waits its turn. Idle connections are
+                # dropped before the engine's keep-alive timeout (uvicorn, vLLM: 5 s) would
+                # close them under a request being sent.
+                connector=aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=3.0),
+                headers=self._headers,
+                timeout=self._timeout,
+                trace_configs=self._trace_configs,
+            )
+        return self._session
 
     # -- public API -------------------------------------------------------------------
 
@@ -129,7 +147,8 @@ class OpenAIBackend(Backend):
         return self._capacity
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def models(self) -> list[str]:
         """Model ids the upstream serves (``GET /v1/models``)."""
@@ -146,16 +165,14 @@ class OpenAIBackend(Backend):
         """
         for path in ("/health", "/v1/models"):
             try:
-                response = await self._client.get(path, timeout=self._health_timeout)
-            except httpx.HTTPError as exc:
-                raise EngineUnavailable(f"health check of {self.base_url}: {_failure(exc)}: {exc}") from exc
-            if response.status_code == 404 and path == "/health":
+                async with self._http.get(self.base_url + path, timeout=self._health_timeout) as response:
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise EngineUnavailable(f"health check of {self.base_url}: {type(exc).__name__}: {exc}") from exc
+            if status == 404 and path == "/health":
                 continue
-            if response.status_code >= 400:
-                raise EngineUnavailable(
-                    f"health check of {self.base_url}{path} answered HTTP {response.status_code}",
-                    status=response.status_code,
-                )
+            if status >= 400:
+                raise EngineUnavailable(f"health check of {self.base_url}{path} answered HTTP {status}", status=status)
             return
 
     async def post_json(self, path: str, body: Mapping[str, Any]) -> Any:
@@ -212,38 +229,47 @@ class OpenAIBackend(Backend):
     ) -> Completion:
         acc = Accumulator(request)
         t0 = time.monotonic()
+        url = self.base_url + path
         try:
-            async with self._client.stream("POST", path, json=body) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise status_error(response)
+            # Leaving this block before the end of the body closes the connection: for vLLM,
+            # that is the abort of a cancelled request.
+            async with self._http.post(url, json=body) as response:
+                if response.status >= 400:
+                    raise status_error(response.status, response.headers, await response.read(), path)
                 decoder = SSEDecoder()
                 done = False
-                head = ""  # the start of the body, to name what arrived when it holds no events
-                async for text in response.aiter_text():
+                head = b""  # the start of the body, to name what arrived when it holds no events
+                async for data in response.content.iter_any():
                     if len(head) < 200:
-                        head += text[: 200 - len(head)]
-                    for data in decoder.decode(text):
-                        done = done or acc.event(data, time.monotonic() - t0)
+                        head += data[: 200 - len(head)]
+                    for event in decoder.decode(data):
+                        done = done or acc.event(event, time.monotonic() - t0)
                     if done:
                         break
                 else:
-                    for data in decoder.flush():
-                        acc.event(data, time.monotonic() - t0)
+                    for event in decoder.flush():
+                        acc.event(event, time.monotonic() - t0)
                 if acc.chunks == 0 and acc.finish is None:
                     kind = response.headers.get("content-type", "no content type")
-                    raise EngineError(f"{self.base_url}{path} answered no completion events ({kind}): {head!r}")
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            error = EngineUnavailable(f"{_failure(exc)} talking to {self.base_url}{path}: {exc}")
-            if acc.started:
-                message = f"stream from {self.base_url}{path} broke after {acc.chunks} chunks: {exc}"
-                raise StreamBroken(message, chunks=acc.chunks) from exc
+                    text = head.decode("utf-8", errors="replace")
+                    raise EngineError(f"{url} answered no completion events ({kind}): {text!r}")
+                if done:
+                    await _finish_body(response)
+        except aiohttp.ConnectionTimeoutError as exc:
+            error = EngineUnavailable(f"ConnectionTimeoutError talking to {url}: {exc}")
             error.__cause__ = exc
             raise Retryable(error) from exc
-        except httpx.TimeoutException as exc:
-            raise EngineTimeout(f"no data from {self.base_url}{path} in time: {_failure(exc)}") from exc
-        except httpx.HTTPError as exc:
-            raise EngineError(f"HTTP failure talking to {self.base_url}{path}: {exc}") from exc
+        except aiohttp.ServerTimeoutError as exc:
+            raise EngineTimeout(f"no data from {url} in time: {type(exc).__name__}") from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            if acc.started:
+                message = f"stream from {url} broke after {acc.chunks} chunks: {type(exc).__name__}: {exc}"
+                raise StreamBroken(message, chunks=acc.chunks) from exc
+            error = EngineUnavailable(f"{type(exc).__name__} talking to {url}: {exc}")
+            error.__cause__ = exc
+            raise Retryable(error) from exc
+        except aiohttp.ClientError as exc:
+            raise EngineError(f"HTTP failure talking to {url}: {type(exc).__name__}: {exc}") from exc
         return acc.completion(attempts=attempts, latency_s=time.monotonic() - t0)
 
     async def _retrying(self, once: Callable[[int], Awaitable[T]]) -> T:
@@ -260,42 +286,43 @@ class OpenAIBackend(Backend):
         raise last.error from last.error.__cause__
 
     async def _request_json(self, method: str, path: str, body: Mapping[str, Any] | None) -> Any:
+        url = self.base_url + path
+
         async def once(_: int) -> Any:
             try:
-                response = await self._client.request(method, path, json=body)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
-                error = EngineUnavailable(f"{_failure(exc)} talking to {self.base_url}{path}: {exc}")
+                async with self._http.request(method, url, json=body) as response:
+                    data = await response.read()
+                    status, headers = response.status, response.headers
+            except aiohttp.ServerTimeoutError as exc:
+                if not isinstance(exc, aiohttp.ConnectionTimeoutError):
+                    raise EngineTimeout(f"no answer from {url} in time") from exc
+                error = EngineUnavailable(f"ConnectionTimeoutError talking to {url}: {exc}")
                 error.__cause__ = exc
                 raise Retryable(error) from exc
-            except httpx.TimeoutException as exc:
-                raise EngineTimeout(f"no answer from {self.base_url}{path} in time") from exc
-            except httpx.HTTPError as exc:
-                raise EngineError(f"HTTP failure talking to {self.base_url}{path}: {exc}") from exc
-            if response.status_code >= 400:
-                raise status_error(response)
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                error = EngineUnavailable(f"{type(exc).__name__} talking to {url}: {exc}")
+                error.__cause__ = exc
+                raise Retryable(error) from exc
+            except aiohttp.ClientError as exc:
+                raise EngineError(f"HTTP failure talking to {url}: {type(exc).__name__}: {exc}") from exc
+            if status >= 400:
+                raise status_error(status, headers, data, path)
             try:
-                return response.json()
+                return json.loads(data)
             except ValueError as exc:
-                raise EngineError(f"{self.base_url}{path} answered with invalid JSON") from exc
+                raise EngineError(f"{url} answered with invalid JSON") from exc
 
         return await self._retrying(once)
 
 
-def _aiohttp_transport(max_connections: int) -> httpx.AsyncBaseTransport:
-    """httpx's interface over aiohttp's compiled HTTP parser: per streamed chunk, httpx's own
-    pure-Python stack cost more CPU than everything else a sub-request does."""
-    from httpx_aiohttp import AiohttpTransport  # here: vLLM's own venv imports this module without it
-
-    def session() -> aiohttp.ClientSession:  # made lazily, inside the event loop that uses it
-        # Without trust_env: engines are reached directly (no HTTP_PROXY, as the pass-through
-        # relay), and no per-request .netrc lookup in a worker thread.
-        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max_connections))
-
-    return AiohttpTransport(client=session)
+_DRAIN_S = 1.0
+"""How long the end of a finished stream's body is waited for (it keeps the connection reusable)."""
 
 
-def _failure(exc: httpx.HTTPError) -> str:
-    """The failure's own name: the aiohttp error underneath, which httpx-aiohttp maps coarsely
-    (a refused connection arrives as ``ConnectTimeout``)."""
-    cause = exc.__cause__
-    return type(cause if isinstance(cause, aiohttp.ClientError) else exc).__name__
+async def _finish_body(response: aiohttp.ClientResponse) -> None:
+    """Read the rest of a body whose ``[DONE]`` has arrived: the connection goes back to the pool
+    instead of being closed. A server that keeps the stream open after it loses the connection."""
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+        async with asyncio.timeout(_DRAIN_S):
+            while await response.content.readany():
+                pass

@@ -2,22 +2,21 @@
 
 ::
 
-    httpx.ConnectError, ConnectTimeout, RemoteProtocolError, ReadError   -> EngineUnavailable (retried
-                                                                            before the first token)
-    httpx.TimeoutException                                               -> EngineTimeout
-    HTTP 429, 500, 502, 503, 504                                         -> EngineUnavailable (retried)
-    any other HTTP 4xx / 5xx                                             -> EngineError (status, body)
-    an error event inside the stream                                     -> EngineError
+    connection refused or reset, server disconnected,   -> EngineUnavailable (retried before the
+    connect timeout, broken body (aiohttp)                 first token; StreamBroken after it)
+    no bytes within the read timeout                    -> EngineTimeout
+    HTTP 429, 500, 502, 503, 504                        -> EngineUnavailable (retried)
+    any other HTTP 4xx / 5xx                            -> EngineError (status, body)
+    an error event inside the stream                    -> EngineError
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import httpx
 
 from dynasor._exceptions import EngineError, EngineUnavailable
 
@@ -66,22 +65,22 @@ class Retryable(Exception):
         self.retry_after = retry_after
 
 
-def status_error(response: httpx.Response) -> Exception:
+def status_error(status: int, headers: Mapping[str, str], body: bytes, path: str) -> Exception:
     """An HTTP error answer as a Dynasor error (wrapped in :class:`Retryable` when worth a retry)."""
+    text = body.decode("utf-8", errors="replace")
     try:
-        payload: Any = response.json()
+        payload: Any = json.loads(text)
     except ValueError:
-        payload = response.text
+        payload = text
     detail = payload
     if isinstance(payload, Mapping):
         err = payload.get("error", payload)
         detail = err.get("message", err) if isinstance(err, Mapping) else err
-    status = response.status_code
-    message = f"{response.request.url.path} answered HTTP {status}: {detail}"
+    message = f"{path} answered HTTP {status}: {detail}"
     if status in RETRY_STATUS:
         retry_after: float | None = None
         try:
-            retry_after = float(response.headers.get("retry-after", ""))
+            retry_after = float(headers.get("retry-after", ""))
         except ValueError:
             retry_after = None
         return Retryable(EngineUnavailable(message, status=status, body=payload), retry_after)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,65 +12,64 @@ from dynasor.engine.base import EngineRequest
 
 __all__ = ["Accumulator", "SSEDecoder"]
 
-_EOL = re.compile(r"\r\n|\r|\n")
 _FINISH = {"stop": "stop", "length": "length", "abort": "abort", "tool_calls": "stop", "eos": "stop"}
 
 
 class SSEDecoder:
-    """Incremental server-sent-events parser: feed text as it arrives, get each event's ``data``.
+    """Incremental server-sent-events parser: feed the body's bytes as they arrive, get each
+    event's ``data``.
 
     Follows the WHATWG rules that matter here: lines end at ``\\r\\n``, ``\\n`` or ``\\r``
     (and nowhere else: generated text may hold U+2028 or NEL, which ``str.splitlines`` would
     break on); ``data:`` lines of one event are joined with newlines; a blank line ends the
-    event; lines starting with ``:`` are comments; other fields are ignored.
+    event; lines starting with ``:`` are comments; other fields are ignored. It works on bytes
+    (no line break byte occurs inside a UTF-8 character), so the body is never decoded to text
+    here: ``json.loads`` takes the data as it is.
 
     >>> d = SSEDecoder()
-    >>> d.decode("data: {}\\n: ping\\nda")
+    >>> d.decode(b"data: {}\\n: ping\\nda")
     []
-    >>> d.decode("ta: 1\\r\\n\\r\\ndata: 2")
-    ['{}\\n1']
+    >>> d.decode(b"ta: 1\\r\\n\\r\\ndata: 2")
+    [b'{}\\n1']
     >>> d.flush()
-    ['2']
+    [b'2']
     """
 
     def __init__(self) -> None:
-        self._data: list[str] = []
-        self._buf = ""
+        self._data: list[bytes] = []
+        self._buf = b""
 
-    def decode(self, text: str) -> list[str]:
+    def decode(self, chunk: bytes) -> list[bytes]:
         """Take the next piece of the body; return the data of every event it completes."""
-        self._buf += text
-        events: list[str] = []
-        start = 0
-        while (m := _EOL.search(self._buf, start)) is not None:
-            if m.group() == "\r" and m.end() == len(self._buf):
-                break  # maybe the first half of \r\n: wait for the next piece
-            event = self.feed(self._buf[start : m.start()])
-            if event is not None:
-                events.append(event)
-            start = m.end()
-        self._buf = self._buf[start:]
+        buf = self._buf + chunk if self._buf else chunk
+        if b"\r" in buf:
+            # Rare (vLLM ends lines with \n): a \r at the very end may be half of \r\n.
+            held = b"\r" if buf.endswith(b"\r") else b""
+            buf = buf[: len(buf) - len(held)].replace(b"\r\n", b"\n").replace(b"\r", b"\n") + held
+        end = buf.rfind(b"\n")
+        if end < 0:
+            self._buf = buf
+            return []
+        self._buf = buf[end + 1 :]
+        events: list[bytes] = []
+        data = self._data
+        for line in buf[:end].split(b"\n"):
+            if not line:
+                if data:
+                    events.append(data[0] if len(data) == 1 else b"\n".join(data))
+                    data = self._data = []
+            elif line.startswith(b"data"):
+                value = line[4:]
+                if not value:
+                    data.append(b"")
+                elif value[0] == 0x3A:  # "data:" (a field named e.g. "database" is another field)
+                    data.append(value[2:] if value[1:2] == b" " else value[1:])
         return events
 
-    def feed(self, line: str) -> str | None:
-        """Take one line (without its terminator); return the event's data when it ends."""
-        if not line:
-            if not self._data:
-                return None
-            data, self._data = "\n".join(self._data), []
-            return data
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        if name == "data":
-            self._data.append(value[1:] if value.startswith(" ") else value)
-        return None
-
-    def flush(self) -> list[str]:
+    def flush(self) -> list[bytes]:
         """Events still pending at the end of the body (a server may omit the final blank line)."""
-        rest, self._buf = self._buf.rstrip("\r"), ""
-        events = [e for e in (self.feed(rest) if rest else None, self.feed("")) if e is not None]
-        return events
+        rest, self._buf = self._buf.rstrip(b"\r"), b""
+        return self.decode(rest + b"\n\n") if rest or self._data else []
 
 
 class Accumulator:
@@ -90,21 +88,18 @@ class Accumulator:
         self.first_token_s: float | None = None
         self.stop_reason: Any = None
 
-    def event(self, data: str, elapsed: float) -> bool:
+    def event(self, data: bytes, elapsed: float) -> bool:
         """Take one event's data; True when the stream is over (``[DONE]``).
 
         An event that is not JSON, or JSON of another shape than a completion chunk, raises
         :class:`EngineError` naming what arrived: the upstream is misbehaving, not the client.
         """
-        if data.strip() == "[DONE]":
+        if data.strip() == b"[DONE]":
             return True
-        try:
-            chunk = json.loads(data)
-        except ValueError as exc:
-            raise EngineError(f"malformed stream event from the upstream (not JSON): {data[:200]!r}") from exc
-        if not isinstance(chunk, Mapping):
+        chunk = _parse(data)
+        if not isinstance(chunk, dict):
             kind = type(chunk).__name__
-            raise EngineError(f"malformed stream event from the upstream: a JSON {kind}, not an object: {data[:200]!r}")
+            raise EngineError(f"malformed stream event from the upstream: a JSON {kind}, not an object: {_shown(data)}")
         if "error" in chunk and "choices" not in chunk:
             err = chunk["error"]
             message = err.get("message", err) if isinstance(err, Mapping) else err
@@ -115,7 +110,7 @@ class Accumulator:
         try:
             usage, choice = _read_chunk(chunk)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise EngineError(f"malformed stream event from the upstream ({exc}): {data[:200]!r}") from exc
+            raise EngineError(f"malformed stream event from the upstream ({exc}): {_shown(data)}") from exc
         self.chunks += 1
         self.id = self.id or chunk.get("id")
         if usage is not None:
@@ -172,6 +167,26 @@ class Accumulator:
 _Choice = tuple[str, list[TokenLogprob], str | None, Any]
 
 
+def _parse(data: bytes) -> Any:
+    """One event's JSON. orjson first (an event per token makes this the stream's hottest step);
+    what it refuses, such as ``NaN`` or ``-Infinity`` in logprobs, Python's parser may still take."""
+    import orjson  # here: vLLM's own venv imports this package (in-process backend) without it
+
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise EngineError(f"malformed stream event from the upstream (not JSON): {_shown(data)}") from exc
+
+
+def _shown(data: bytes) -> str:
+    """The start of an event, as text, for an error message."""
+    return repr(data[:200].decode("utf-8", errors="replace"))
+
+
 def _read_chunk(chunk: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, _Choice | None]:
     """The usage block and choice 0 of a chunk, checked: ``(text, logprobs, finish, stop_reason)``.
 
@@ -179,7 +194,7 @@ def _read_chunk(chunk: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, _Ch
     """
     usage = chunk.get("usage")
     if usage is not None:
-        if not isinstance(usage, Mapping):
+        if not isinstance(usage, dict):
             raise TypeError("usage is not an object")
         for key in ("prompt_tokens", "completion_tokens"):
             if not isinstance(usage.get(key) or 0, int):
@@ -188,12 +203,12 @@ def _read_chunk(chunk: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, _Ch
     if not isinstance(choices, list):
         raise TypeError("choices is not a list")
     for choice in choices:
-        if not isinstance(choice, Mapping):
+        if not isinstance(choice, dict):
             raise TypeError("a choice is not an object")
         if choice.get("index", 0) != 0:
             continue
         delta = choice.get("delta")
-        if delta is not None and not isinstance(delta, Mapping):
+        if delta is not None and not isinstance(delta, dict):
             raise TypeError("delta is not an object")
         text = (delta.get("content") or "") if delta is not None else (choice.get("text") or "")
         if not isinstance(text, str):
