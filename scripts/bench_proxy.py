@@ -6,7 +6,8 @@ Starts the proxy as its own process in front of an upstream, then:
    directly and through the proxy, one at a time (no queueing in the way). Reports p50/p99
    latency of each, the p50 of the paired difference (proxy minus direct, pairs run back to
    back), and the streaming throughput ratio (chunks per second through the proxy over
-   direct, per pair, median).
+   direct, per pair, median) of short streams (``--stream-tokens``, where the per-request cost
+   weighs) and of long ones (``--long-stream-tokens``: the relay's own throughput).
 2. **Reasoning CPU**: ``sc`` queries of 8 samples, 8 at a time; the proxy process's CPU time
    (user + system) per sub-request it ran.
 3. **Load**: ``--clients`` concurrent clients for ``--duration`` seconds (and at most
@@ -159,7 +160,37 @@ async def timed_stream(client: httpx.AsyncClient, base: str, model: str, max_tok
     return time.perf_counter() - t0, chunks
 
 
-async def overhead(direct: str, proxy: str, model: str, pairs: int, stream_pairs: int, stream_tokens: int) -> dict:
+async def stream_rates(
+    client: httpx.AsyncClient, direct: str, proxy: str, model: str, pairs: int, tokens: int
+) -> dict[str, float]:
+    """Chunks per second from request to ``[DONE]``, direct and through the proxy, alternating."""
+    ratios, d_rate, p_rate = [], [], []
+    for i in range(pairs):
+        order = (direct, proxy) if i % 2 == 0 else (proxy, direct)
+        rate = {}
+        for base in order:
+            seconds, chunks = await timed_stream(client, base, model, tokens)
+            rate[base] = chunks / seconds
+        d_rate.append(rate[direct])
+        p_rate.append(rate[proxy])
+        ratios.append(rate[proxy] / rate[direct])
+    return {
+        "direct_chunks_per_s_p50": pct(d_rate, 0.5),
+        "proxy_chunks_per_s_p50": pct(p_rate, 0.5),
+        "ratio_p50": statistics.median(ratios) if ratios else float("nan"),
+    }
+
+
+async def overhead(
+    direct: str,
+    proxy: str,
+    model: str,
+    pairs: int,
+    stream_pairs: int,
+    stream_tokens: int,
+    long_pairs: int = 0,
+    long_tokens: int = 1024,
+) -> dict:
     async with httpx.AsyncClient(timeout=120) as client:
         for base in (direct, proxy):  # warm connections and caches
             await timed_plain(client, base, model, 2)
@@ -174,17 +205,10 @@ async def overhead(direct: str, proxy: str, model: str, pairs: int, stream_pairs
             d_lat.append(got[direct])
             p_lat.append(got[proxy])
             diffs.append(got[proxy] - got[direct])
-        ratios, d_rate, p_rate = [], [], []
-        for i in range(stream_pairs):
-            order = (direct, proxy) if i % 2 == 0 else (proxy, direct)
-            rate = {}
-            for base in order:
-                seconds, chunks = await timed_stream(client, base, model, stream_tokens)
-                rate[base] = chunks / seconds
-            d_rate.append(rate[direct])
-            p_rate.append(rate[proxy])
-            ratios.append(rate[proxy] / rate[direct])
-    return {
+        short = await stream_rates(client, direct, proxy, model, stream_pairs, stream_tokens)
+        # A long stream: the relay's own throughput, with the per-request cost spread thin.
+        long = await stream_rates(client, direct, proxy, model, long_pairs, long_tokens) if long_pairs else None
+    figures = {
         "pairs": pairs,
         "direct_p50_ms": pct(d_lat, 0.5) * 1e3,
         "direct_p99_ms": pct(d_lat, 0.99) * 1e3,
@@ -193,10 +217,14 @@ async def overhead(direct: str, proxy: str, model: str, pairs: int, stream_pairs
         "added_p50_ms": pct(diffs, 0.5) * 1e3,
         "stream_pairs": stream_pairs,
         "stream_tokens": stream_tokens,
-        "direct_stream_chunks_per_s_p50": pct(d_rate, 0.5),
-        "proxy_stream_chunks_per_s_p50": pct(p_rate, 0.5),
-        "stream_throughput_ratio_p50": statistics.median(ratios) if ratios else float("nan"),
+        "direct_stream_chunks_per_s_p50": short["direct_chunks_per_s_p50"],
+        "proxy_stream_chunks_per_s_p50": short["proxy_chunks_per_s_p50"],
+        "stream_throughput_ratio_p50": short["ratio_p50"],
     }
+    if long is not None:
+        figures |= {"long_stream_pairs": long_pairs, "long_stream_tokens": long_tokens}
+        figures |= {f"long_stream_{k}": v for k, v in long.items()}
+    return figures
 
 
 @dataclass
@@ -338,6 +366,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--pairs", type=int, default=200, help="Direct/proxy pairs of plain requests (overhead).")
     ap.add_argument("--stream-pairs", type=int, default=20, help="Direct/proxy pairs of streams (throughput).")
     ap.add_argument("--stream-tokens", type=int, default=64)
+    ap.add_argument(
+        "--long-stream-pairs", type=int, default=10, help="Direct/proxy pairs of long streams (relay throughput)."
+    )
+    ap.add_argument("--long-stream-tokens", type=int, default=1024)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--duration", type=float, default=120.0, help="Seconds of the load phase (at most 600).")
     ap.add_argument("--max-requests", type=int, default=5000, help="Cap on requests of the load phase.")
@@ -396,6 +428,13 @@ def print_overhead(over: dict[str, Any], source: str, seconds: float) -> None:
         f"{over['direct_stream_chunks_per_s_p50']:.0f} chunks/s, proxy {over['proxy_stream_chunks_per_s_p50']:.0f}"
         f" chunks/s, ratio p50 {over['stream_throughput_ratio_p50']:.3f}"
     )
+    if "long_stream_pairs" in over:
+        print(
+            f"long streams, {over['long_stream_pairs']} pairs of {over['long_stream_tokens']} tokens: direct "
+            f"{over['long_stream_direct_chunks_per_s_p50']:.0f} chunks/s, proxy "
+            f"{over['long_stream_proxy_chunks_per_s_p50']:.0f} chunks/s, ratio p50 "
+            f"{over['long_stream_ratio_p50']:.3f}"
+        )
 
 
 def print_load(
@@ -450,7 +489,18 @@ def main() -> None:
         proxy, pid = start_proxy(upstream, args.clients, procs)
         print(f"# upstream: {source}; proxy pid {pid} on {proxy}; {os.cpu_count()} CPUs shared by all")
         t0 = time.monotonic()
-        over = asyncio.run(overhead(upstream, proxy, model, args.pairs, args.stream_pairs, args.stream_tokens))
+        over = asyncio.run(
+            overhead(
+                upstream,
+                proxy,
+                model,
+                args.pairs,
+                args.stream_pairs,
+                args.stream_tokens,
+                args.long_stream_pairs,
+                args.long_stream_tokens,
+            )
+        )
         print_overhead(over, source, time.monotonic() - t0)
         cpu = None
         if args.reasoning_queries > 0:

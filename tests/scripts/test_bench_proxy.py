@@ -16,11 +16,14 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_proxy.py"
 def test_every_phase_reports(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     args = ["--upstream", "fake", "--pairs", "4", "--stream-pairs", "2", "--reasoning-queries", "3"]
+    args += ["--long-stream-pairs", "2", "--long-stream-tokens", "256"]
     args += ["--clients", "2", "--duration", "3", "--max-requests", "20", "--out", str(out)]
     done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert figures["overhead"]["pairs"] == 4
+    over = figures["overhead"]
+    assert over["pairs"] == 4 and over["long_stream_pairs"] == 2 and over["long_stream_tokens"] == 256
+    assert over["stream_throughput_ratio_p50"] > 0 and over["long_stream_ratio_p50"] > 0
     cpu = figures["reasoning_cpu"]
     assert cpu["subrequests"] == 3 * 8 and cpu["cpu_ms_per_subrequest"] > 0
     load = figures["load"]
