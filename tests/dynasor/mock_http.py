@@ -28,10 +28,15 @@ _HOP_HEADERS = {"content-length", "transfer-encoding", "connection"}
 
 
 @contextlib.asynccontextmanager
-async def serving(handler: Handler) -> AsyncIterator[str]:
-    """Serve ``handler`` on 127.0.0.1; yields the server's root URL (no trailing slash)."""
+async def serving(handler: Handler, peers: list[Any] | None = None) -> AsyncIterator[str]:
+    """Serve ``handler`` on 127.0.0.1; yields the server's root URL (no trailing slash).
+
+    ``peers``, when given, receives each request's client address (one per connection used).
+    """
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        if peers is not None and request.transport is not None:
+            peers.append(request.transport.get_extra_info("peername"))
         body = await request.read()
         asked = httpx.Request(request.method, str(request.url), headers=dict(request.headers), content=body)
         try:

@@ -178,6 +178,23 @@ async def test_usage_comes_from_usage_block_not_chunk_count() -> None:
     assert "usage_estimated" not in c.meta and c.logprobs is None
 
 
+@pytest.mark.parametrize("end_after_done_s", [0.0, 0.05])
+async def test_finished_streams_leave_their_connection_for_the_next_request(end_after_done_s: float) -> None:
+    """A stream read to ``[DONE]`` is read to its end, even one whose end comes a moment later,
+    so its connection goes back to the pool."""
+    body = sse(completion_events(["a"], usage={"prompt_tokens": 1, "completion_tokens": 1}))
+    peers: list[Any] = []
+
+    def handler(r: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=ChunkedStream([body, b""], delay=end_after_done_s))
+
+    async with serving(handler, peers) as url:
+        async with OpenAIBackend(url, model="m") as b:
+            for _ in range(5):
+                assert (await b.generate(req())).text == "a"
+    assert len(peers) == 5 and len(set(peers)) == 1
+
+
 async def test_missing_usage_is_flagged() -> None:
     body = sse(completion_events(["a", "b"], usage=None, finish="stop"))
     async with backend(lambda r: httpx.Response(200, content=body)) as b:
