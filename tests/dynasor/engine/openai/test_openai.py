@@ -188,10 +188,9 @@ async def test_finished_streams_leave_their_connection_for_the_next_request(end_
     def handler(r: httpx.Request) -> httpx.Response:
         return httpx.Response(200, stream=ChunkedStream([body, b""], delay=end_after_done_s))
 
-    async with serving(handler, peers) as url:
-        async with OpenAIBackend(url, model="m") as b:
-            for _ in range(5):
-                assert (await b.generate(req())).text == "a"
+    async with serving(handler, peers) as url, OpenAIBackend(url, model="m") as b:
+        for _ in range(5):
+            assert (await b.generate(req())).text == "a"
     assert len(peers) == 5 and len(set(peers)) == 1
 
 
