@@ -255,21 +255,12 @@ class OpenAIBackend(Backend):
                     raise EngineError(f"{url} answered no completion events ({kind}): {text!r}")
                 if done:
                     await _finish_body(response)
-        except aiohttp.ConnectionTimeoutError as exc:
-            error = EngineUnavailable(f"ConnectionTimeoutError talking to {url}: {exc}")
-            error.__cause__ = exc
-            raise Retryable(error) from exc
-        except aiohttp.ServerTimeoutError as exc:
-            raise EngineTimeout(f"no data from {url} in time: {type(exc).__name__}") from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            if acc.started:
+        except aiohttp.ClientError as exc:
+            error = _mapped(exc, url)
+            if acc.started and isinstance(error, Retryable):
                 message = f"stream from {url} broke after {acc.chunks} chunks: {type(exc).__name__}: {exc}"
                 raise StreamBroken(message, chunks=acc.chunks) from exc
-            error = EngineUnavailable(f"{type(exc).__name__} talking to {url}: {exc}")
-            error.__cause__ = exc
-            raise Retryable(error) from exc
-        except aiohttp.ClientError as exc:
-            raise EngineError(f"HTTP failure talking to {url}: {type(exc).__name__}: {exc}") from exc
+            raise error from exc
         return acc.completion(attempts=attempts, latency_s=time.monotonic() - t0)
 
     async def _retrying(self, once: Callable[[int], Awaitable[T]]) -> T:
@@ -293,18 +284,8 @@ class OpenAIBackend(Backend):
                 async with self._http.request(method, url, json=body) as response:
                     data = await response.read()
                     status, headers = response.status, response.headers
-            except aiohttp.ServerTimeoutError as exc:
-                if not isinstance(exc, aiohttp.ConnectionTimeoutError):
-                    raise EngineTimeout(f"no answer from {url} in time") from exc
-                error = EngineUnavailable(f"ConnectionTimeoutError talking to {url}: {exc}")
-                error.__cause__ = exc
-                raise Retryable(error) from exc
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                error = EngineUnavailable(f"{type(exc).__name__} talking to {url}: {exc}")
-                error.__cause__ = exc
-                raise Retryable(error) from exc
             except aiohttp.ClientError as exc:
-                raise EngineError(f"HTTP failure talking to {url}: {type(exc).__name__}: {exc}") from exc
+                raise _mapped(exc, url) from exc
             if status >= 400:
                 raise status_error(status, headers, data, path)
             try:
@@ -313,6 +294,19 @@ class OpenAIBackend(Backend):
                 raise EngineError(f"{url} answered with invalid JSON") from exc
 
         return await self._retrying(once)
+
+
+def _mapped(exc: aiohttp.ClientError, url: str) -> Exception:
+    """An aiohttp failure as Dynasor's error (see ``_errors``): a connection that could not be
+    opened, was dropped or broke the body is worth a retry; silence past the read timeout is not."""
+    name = type(exc).__name__
+    if isinstance(exc, aiohttp.ServerTimeoutError) and not isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return EngineTimeout(f"no data from {url} in time: {name}")
+    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
+        error = EngineUnavailable(f"{name} talking to {url}: {exc}")
+        error.__cause__ = exc
+        return Retryable(error)
+    return EngineError(f"HTTP failure talking to {url}: {name}: {exc}")
 
 
 _DRAIN_S = 1.0
