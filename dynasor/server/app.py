@@ -47,6 +47,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     app.include_router(routes.api_router)
     app.include_router(routes.ops_router)
+    app.add_middleware(routes.CompletionsFirst)
 
     @app.exception_handler(ServingError)
     async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:

@@ -8,8 +8,12 @@ import time
 import httpx
 import openai
 import pytest
+from fastapi.testclient import TestClient
 
 from dynasor.engine.sim import SyntheticSource
+from dynasor.server import create_app
+from dynasor.server._passthrough import ServingError
+from dynasor.server.routes import require_api_key
 
 PROMPT = [{"role": "user", "content": "What is 6 times 7?"}]
 SC = {"dynasor": {"algorithm": "sc", "max_samples": 6, "samples_per_round": 2}}
@@ -184,6 +188,31 @@ def test_api_key_is_required_when_configured(make_proxy, sim_settings):
         assert httpx.post(f"{url}/v1/completions", json={"prompt": "x"}).status_code == 401
         assert client(url).with_options(api_key="s3cret").models.list().data
         assert httpx.get(f"{url}/health").status_code == 401  # the ops endpoints too (tests/dynasor/server/test_ops.py)
+
+
+def test_completions_are_answered_ahead_of_the_framework_routes(sim_settings):
+    # The framework's routes are made to refuse every request (their key dependency always
+    # fails): the completion endpoints still answer, checking the key themselves, while
+    # everything else still goes through the routes.
+    def refuse() -> None:
+        raise ServingError(418, "the framework's routing was used")
+
+    app = create_app(sim_settings(api_key="s3cret"))
+    app.dependency_overrides[require_api_key] = refuse
+    with TestClient(app) as http:
+        key = {"Authorization": "Bearer s3cret"}
+        assert http.get("/v1/models", headers=key).status_code == 418
+        assert http.post("/v1/completions", json={"prompt": "x"}).status_code == 401
+        plain = http.post("/v1/chat/completions", json={"messages": PROMPT, "max_tokens": 8}, headers=key)
+        assert plain.status_code == 200 and plain.json()["choices"][0]["message"]["content"]
+        reasoning = http.post("/v1/chat/completions", json={"messages": PROMPT} | SC, headers=key)
+        assert reasoning.status_code == 200 and reasoning.json()["usage"]["dynasor"]["algorithm"] == "sc"
+        assert http.post("/v1/completions", content=b"{", headers=key).status_code == 400
+        assert http.get("/v1/completions", headers=key).status_code == 405
+        app.dependency_overrides.clear()
+        metrics = http.get("/metrics", headers=key).text
+        assert 'endpoint="chat",kind="reasoning",status="200"' in metrics
+        assert 'endpoint="completions",kind="plain",status="401"' in metrics
 
 
 def test_queue_full_is_429_with_retry_after(make_proxy, sim_settings):
