@@ -63,6 +63,15 @@ def serve(
     reward_model: Annotated[
         str | None, typer.Option(help="The reward server's model (default: the first it lists).")
     ] = None,
+    stream_interval: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Tokens per streamed chunk asked of the upstream for reasoning sub-requests (vLLM's per-request "
+            "stream_interval): fewer chunks, less proxy CPU per token; the text and the token meter then advance "
+            "that many tokens at a time. Default: not asked (one token per chunk on vLLM's default).",
+        ),
+    ] = None,
     connect_timeout: Annotated[float, typer.Option(help="Seconds to open a connection to an upstream.")] = 5.0,
     read_timeout: Annotated[
         float, typer.Option(help="Longest silence from an upstream while waiting for its next bytes, in seconds.")
@@ -116,6 +125,7 @@ def serve(
             reward=tuple(reward or ("auto",)),
             reward_endpoint=reward_endpoint,  # type: ignore[arg-type]  # checked by the settings
             reward_model=reward_model,
+            stream_interval=stream_interval,
             connect_timeout_s=connect_timeout,
             read_timeout_s=read_timeout,
             request_timeout_s=request_timeout,

@@ -57,6 +57,9 @@ class ServerSettings:
     """Seconds between health probes of every replica (0: no probing)."""
     upstream_attempts: int = 3
     """Tries per sub-request on one replica (with backoff) before it counts as failed."""
+    stream_interval: int | None = None
+    """Tokens per streamed chunk asked of upstream engines for reasoning sub-requests (vLLM's
+    per-request ``stream_interval``); None: not asked, one token per chunk on vLLM's default."""
     connect_timeout_s: float = 5.0
     """Seconds to open a connection to an upstream."""
     read_timeout_s: float | None = 300.0
@@ -102,9 +105,10 @@ class ServerSettings:
                 raise ConfigError(str(exc)) from exc
         make_policy(self.policy)  # a PolicyError (a ConfigError) for an unknown name or knob
         counts = ("max_active", "replica_seqs", "max_samples", "max_tokens", "max_n", "upstream_attempts")
-        for name in (*counts, "eject_after", "max_passthrough", "max_body_bytes"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in (*counts, "eject_after", "max_passthrough", "max_body_bytes", "stream_interval"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
         for name in ("connect_timeout_s", "read_timeout_s", "request_timeout_s", "replica_retry_s"):
             value = getattr(self, name)
             if value is not None and not value > 0:

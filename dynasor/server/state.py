@@ -56,6 +56,7 @@ class ProxyState:
                         read_timeout=settings.read_timeout_s,
                         retry=retry,
                         max_seqs=settings.replica_seqs,
+                        stream_interval=settings.stream_interval,
                     ),
                 )
                 for url in settings.upstreams

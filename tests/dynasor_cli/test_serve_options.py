@@ -7,6 +7,8 @@ import uvicorn
 from typer.testing import CliRunner
 
 import dynasor.server
+from algorithms.protocol import GenerateRequest
+from dynasor.engine.base import EngineRequest
 from dynasor_cli import app
 
 
@@ -23,7 +25,17 @@ def test_options_reach_the_settings(settings_seen):
     args = ["serve", "--upstream", "http://127.0.0.1:9", "--reward", "logprob", "--reward", "http://127.0.0.1:8042"]
     args += ["--reward-endpoint", "pooling", "--reward-model", "prm", "--connect-timeout", "2", "--read-timeout", "30"]
     args += ["--request-timeout", "90", "--max-passthrough", "64", "--max-body-mb", "0.5", "--health-interval", "0"]
-    args += ["--eject-after", "5", "--api-key", "k", "--public-health", "--replica-seqs", "12"]
+    args += [
+        "--eject-after",
+        "5",
+        "--api-key",
+        "k",
+        "--public-health",
+        "--replica-seqs",
+        "12",
+        "--stream-interval",
+        "16",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     (s,) = settings_seen
@@ -35,6 +47,11 @@ def test_options_reach_the_settings(settings_seen):
     assert (s.max_passthrough, s.max_body_bytes, s.health_interval_s, s.eject_after) == (64, 2**19, 0.0, 5)
     assert s.public_health and s.api_key == "k"
     assert s.replica_seqs == 12
+    from dynasor.server.state import ProxyState
+
+    (replica,) = ProxyState(s).pool.replicas
+    sub_request = EngineRequest("r", "q", GenerateRequest("x", max_tokens=1))
+    assert replica.backend.build_body(sub_request)[1]["stream_interval"] == 16
 
 
 def test_each_replica_gives_the_scheduler_its_share(settings_seen):
@@ -71,6 +88,7 @@ def test_the_default_reward_works_against_a_plain_engine(settings_seen):
         (["--upstream", "sim", "--request-timeout", "0"], "request_timeout_s"),
         (["--upstream", "sim", "--max-passthrough", "0"], "max_passthrough"),
         (["--upstream", "sim", "--replica-seqs", "0"], "replica_seqs"),
+        (["--upstream", "sim", "--stream-interval", "0"], "stream-interval"),
         (["--upstream", "sim", "--health-interval", "-1"], "health_interval_s"),
     ],
 )

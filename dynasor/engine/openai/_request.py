@@ -31,11 +31,17 @@ def engine_priority(convention: PriorityConvention, priority: int) -> int | None
 
 
 def build_body(
-    request: EngineRequest, *, model: str, priority: int | None, usage: bool = True
+    request: EngineRequest,
+    *,
+    model: str,
+    priority: int | None,
+    usage: bool = True,
+    stream_interval: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The endpoint path and JSON body for ``request``.
 
-    ``priority`` is the value to send (None: none); ``usage`` asks for usage in every chunk.
+    ``priority`` is the value to send (None: none); ``usage`` asks for usage in every chunk;
+    ``stream_interval`` asks for that many tokens per chunk (None: none asked).
     """
     req = request.request
     body: dict[str, Any] = {
@@ -48,6 +54,8 @@ def build_body(
     }
     if usage:
         body["stream_options"]["continuous_usage_stats"] = True
+    if stream_interval is not None:
+        body["stream_interval"] = stream_interval
     if req.stop:
         body["stop"] = list(req.stop)
     if req.seed is not None:

@@ -147,6 +147,13 @@ def test_chat_body_continues_final_message() -> None:
     assert "continue_final_message" not in plain and "logprobs" not in plain
 
 
+def test_stream_interval_is_asked_only_when_set() -> None:
+    assert "stream_interval" not in OpenAIBackend("http://e", model="m").build_body(req())[1]
+    assert OpenAIBackend("http://e", model="m", stream_interval=16).build_body(req())[1]["stream_interval"] == 16
+    with pytest.raises(ConfigError, match="stream_interval"):
+        OpenAIBackend("http://e", model="m", stream_interval=0)
+
+
 CONVENTIONS = {c: OpenAIBackend("http://e", model="m", priority=c) for c in ("lower-first", "higher-first", "none")}
 
 

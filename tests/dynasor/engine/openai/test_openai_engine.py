@@ -108,6 +108,24 @@ async def test_logprobs_present(real: OpenAIBackend) -> None:
     assert all(len(t.top) == 2 for t in chat.logprobs)
 
 
+async def test_stream_interval_chunks_keep_text_tokens_and_logprobs(engine_url: str, engine_model: str) -> None:
+    """Several tokens per chunk (vLLM's per-request stream_interval): the same sample, whole."""
+    # Greedy and cut by max_tokens before any end token (after one, with ignore_eos, vLLM 0.32's
+    # chunked text keeps the special tokens its one-token stream leaves out).
+    prompt = "1, 2, 3, 4,"
+    seen: list[str] = []
+    kw = {"max_tokens": 30, "temperature": 0.0, "logprobs": 1}
+    async with OpenAIBackend(engine_url, model=engine_model, read_timeout=120, stream_interval=8) as chunked:
+        c = await chunked.generate(ereq(prompt, on_text=seen.append, **kw))
+    async with OpenAIBackend(engine_url, model=engine_model, read_timeout=120) as single:
+        one = await single.generate(ereq(prompt, **kw))
+    assert c.finish_reason == one.finish_reason == "length"
+    assert c.completion_tokens == 30 and c.logprobs is not None and len(c.logprobs) == 30
+    assert "".join(t.token for t in c.logprobs) == c.text == "".join(seen)
+    assert c.text == one.text  # greedy: the chunking changes nothing but the chunks
+    assert len(seen) <= 2 + 30 // 8 + 1  # a first token alone, then 8 at a time
+
+
 async def test_n4_samples(real: OpenAIBackend, engine_url: str) -> None:
     """n = 4 through the backend is four requests; the raw server's n = 4 agrees on usage."""
     gang = [ereq("Write a word:", max_tokens=12, temperature=1.0, seed=i, rid=f"s{i}") for i in range(4)]
