@@ -9,7 +9,8 @@ Starts the proxy as its own process in front of an upstream, then:
    direct, per pair, median) of short streams (``--stream-tokens``, where the per-request cost
    weighs) and of long ones (``--long-stream-tokens``: the relay's own throughput).
 2. **Reasoning CPU**: ``sc`` queries of 8 samples, 8 at a time; the proxy process's CPU time
-   (user + system) per sub-request it ran.
+   (user + system) per sub-request it ran, as measured and without the proxy's idle background
+   work. ``--stream-interval N`` starts the proxy asking N tokens per streamed chunk.
 3. **Load**: ``--clients`` concurrent clients for ``--duration`` seconds (and at most
    ``--max-requests``), mixing plain requests (chat and completions, streamed or not) with
    reasoning requests (``sc``). Every request has a client-side limit (``--hang-after``): one
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -62,12 +64,15 @@ def fake_app() -> Any:
         n = int(body.get("max_tokens") or 16)
         chat = request.url.path.endswith("chat/completions")
         if body.get("stream"):
+            # Tokens per chunk, as vLLM's per-request stream_interval (the first chunk goes alone).
+            every = max(1, int(body.get("stream_interval") or 1))
+            cuts = [0, 1, *range(1 + every, n, every), n] if n > 1 else [0, n]
 
             async def chunks():
-                for i in range(n):
-                    piece = " 42" if i < n - 1 else " \\boxed{42}"
+                for start, end in itertools.pairwise(cuts):
+                    piece = " 42" * (end - start) if end < n else " 42" * (end - start - 1) + " \\boxed{42}"
                     choice = {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
-                    choice["finish_reason"] = "length" if i == n - 1 else None
+                    choice["finish_reason"] = "length" if end == n else None
                     data = {"id": "x", "object": "chunk", "created": 0, "model": "fake", "choices": [choice]}
                     yield f"data: {json.dumps(data)}\n\n".encode()
                 usage = {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n}
@@ -324,9 +329,15 @@ def proxy_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def reasoning_cpu(proxy: str, pid: int, model: str, queries: int, tokens: int) -> dict[str, Any]:
+async def reasoning_cpu(
+    proxy: str, pid: int, model: str, queries: int, tokens: int, idle_s: float = 10.0
+) -> dict[str, Any]:
     """The proxy's CPU per reasoning sub-request: ``queries`` sc queries of 8 samples (one round,
-    so each runs all 8), 8 at a time; CPU of the proxy process over the sub-requests it ran."""
+    so each runs all 8), 8 at a time; CPU of the proxy process over the sub-requests it ran.
+
+    The proxy's background work (health probes, timers) is measured first, idle for ``idle_s``,
+    and also reported taken out: against a real engine the phase lasts minutes, and that work
+    would otherwise be charged to the sub-requests."""
     body = {
         "model": model,
         "messages": PROMPT,
@@ -343,6 +354,9 @@ async def reasoning_cpu(proxy: str, pid: int, model: str, queries: int, tokens: 
                 return int(r.json()["usage"]["dynasor"]["samples"])
 
         await asyncio.gather(*(one() for _ in range(8)))  # warm connections
+        idle0 = proxy_cpu_s(pid)
+        await asyncio.sleep(idle_s)
+        idle_share = (proxy_cpu_s(pid) - idle0) / idle_s if idle_s > 0 else 0.0
         cpu0, t0 = proxy_cpu_s(pid), time.monotonic()
         subrequests = sum(await asyncio.gather(*(one() for _ in range(queries))))
         cpu, wall = proxy_cpu_s(pid) - cpu0, time.monotonic() - t0
@@ -352,6 +366,8 @@ async def reasoning_cpu(proxy: str, pid: int, model: str, queries: int, tokens: 
         "tokens_per_subrequest": tokens,
         "proxy_cpu_s": cpu,
         "cpu_ms_per_subrequest": 1e3 * cpu / subrequests,
+        "idle_cpu_share": idle_share,
+        "cpu_ms_per_subrequest_net": 1e3 * max(0.0, cpu - idle_share * wall) / subrequests,
         "seconds": wall,
     }
 
@@ -376,6 +392,18 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--reasoning-share", type=float, default=0.2)
     ap.add_argument(
         "--reasoning-queries", type=int, default=200, help="sc queries (8 samples) of the proxy-CPU phase (0: skip)."
+    )
+    ap.add_argument(
+        "--reasoning-tokens", type=int, default=None, help="max_tokens of each sample (default: --stream-tokens)."
+    )
+    ap.add_argument(
+        "--stream-interval",
+        type=int,
+        default=None,
+        help="Passed to `dynasor serve --stream-interval`: tokens per chunk asked for reasoning sub-requests.",
+    )
+    ap.add_argument(
+        "--idle-seconds", type=float, default=10.0, help="Idle time measuring the proxy's background CPU first."
     )
     ap.add_argument("--tokens", type=int, default=16, help="max_tokens of load-phase requests.")
     ap.add_argument("--hang-after", type=float, default=120.0, help="A request slower than this counts as hung.")
@@ -403,13 +431,17 @@ def start_upstream(args: argparse.Namespace, procs: list[subprocess.Popen[bytes]
     return upstream, model, source
 
 
-def start_proxy(upstream: str, clients: int, procs: list[subprocess.Popen[bytes]]) -> tuple[str, int]:
+def start_proxy(
+    upstream: str, clients: int, procs: list[subprocess.Popen[bytes]], stream_interval: int | None = None
+) -> tuple[str, int]:
     """``dynasor serve`` in front of ``upstream``, healthy; its URL and pid."""
     port = free_port()
     exe = shutil.which("dynasor")
     cmd = [exe] if exe else [sys.executable, "-c", "from dynasor_cli import main; main()"]
     cmd += ["serve", "--upstream", upstream, "--port", str(port), "--log-level", "warning"]
     cmd += ["--max-queries", str(max(clients * 2, 8))]
+    if stream_interval is not None:
+        cmd += ["--stream-interval", str(stream_interval)]
     proxy_proc = subprocess.Popen(cmd, env=os.environ | {"PYTHONUNBUFFERED": "1"})
     procs.append(proxy_proc)
     proxy = f"http://127.0.0.1:{port}"
@@ -486,7 +518,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         upstream, model, source = start_upstream(args, procs)
-        proxy, pid = start_proxy(upstream, args.clients, procs)
+        proxy, pid = start_proxy(upstream, args.clients, procs, args.stream_interval)
         print(f"# upstream: {source}; proxy pid {pid} on {proxy}; {os.cpu_count()} CPUs shared by all")
         t0 = time.monotonic()
         over = asyncio.run(
@@ -504,12 +536,17 @@ def main() -> None:
         print_overhead(over, source, time.monotonic() - t0)
         cpu = None
         if args.reasoning_queries > 0:
-            cpu = asyncio.run(reasoning_cpu(proxy, pid, model, args.reasoning_queries, args.stream_tokens))
+            tokens = args.reasoning_tokens or args.stream_tokens
+            cpu = asyncio.run(reasoning_cpu(proxy, pid, model, args.reasoning_queries, tokens, args.idle_seconds))
+            interval = f", {args.stream_interval} tokens per chunk asked" if args.stream_interval else ""
             print(
                 f"\n## Reasoning ({source}): {cpu['queries']} sc queries, {cpu['subrequests']} sub-requests of "
-                f"{cpu['tokens_per_subrequest']} tokens, {cpu['seconds']:.0f} s: proxy CPU "
-                f"{cpu['cpu_ms_per_subrequest']:.2f} ms per sub-request"
+                f"{cpu['tokens_per_subrequest']} tokens{interval}, {cpu['seconds']:.0f} s: proxy CPU "
+                f"{cpu['cpu_ms_per_subrequest']:.2f} ms per sub-request, "
+                f"{cpu['cpu_ms_per_subrequest_net']:.2f} ms without the proxy's background work "
+                f"({100 * cpu['idle_cpu_share']:.2f}% of a core when idle)"
             )
+            cpu["stream_interval"] = args.stream_interval
         stats, wall, sent = asyncio.run(
             load(
                 proxy,
