@@ -167,7 +167,8 @@ async def _handle(
             fields = state.plain_fields(data)
             state.check_limits(fields)
             relay = await _until_disconnect(
-                request, state.relay.forward("POST", request.scope["path"], raw, request.headers, stream=fields.stream)
+                request,
+                state.relay.forward("POST", _UPSTREAM_PATHS[endpoint], raw, request.headers, stream=fields.stream),
             )
             response = _to_response(relay)
         else:
@@ -250,6 +251,8 @@ _COMPLETIONS: dict[str, tuple[Endpoint, type[ChatCompletionRequest] | type[Compl
     "/v1/chat/completions": ("chat", ChatCompletionRequest),
     "/v1/completions": ("completions", CompletionRequest),
 }
+# The upstream path of each endpoint, whatever prefix (a --root-path) the client's request had.
+_UPSTREAM_PATHS: dict[Endpoint, str] = {endpoint: path for path, (endpoint, _) in _COMPLETIONS.items()}
 
 
 class CompletionsFirst:
