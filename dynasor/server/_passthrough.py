@@ -25,13 +25,12 @@ import aiohttp
 from algorithms.protocol import Completion, GenerateRequest
 from dynasor._exceptions import EngineError
 from dynasor.engine.base import Backend, EngineRequest
-from dynasor.server._shapes import DONE, Endpoint, Shaper
+from dynasor.server._shapes import DONE, PATHS, Endpoint, Shaper
 from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, error_body
 from dynasor.server.upstreams import NoHealthyUpstream, Replica, UpstreamPool
 
 __all__ = ["Relay", "ServingError", "SimResponder", "UpstreamRelay", "unavailable"]
 
-_PATHS: dict[Endpoint, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 # Headers of the upstream answer worth relaying; length and encoding are set anew.
 _RELAYED = ("content-type", "retry-after", "x-request-id")
 _FORWARDED = ("content-type", "accept", "user-agent", "x-request-id", "traceparent")
@@ -474,7 +473,7 @@ class SimResponder:
 
     def _done(self, endpoint: Endpoint, started: float) -> None:
         if self.on_done is not None:
-            self.on_done(_PATHS[endpoint], time.perf_counter() - started)
+            self.on_done(PATHS[endpoint], time.perf_counter() - started)
 
 
 def _prompts(req: ChatCompletionRequest | CompletionRequest) -> list[Any]:

@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["DONE", "Endpoint", "Shaper", "sse"]
+__all__ = ["DONE", "PATHS", "Endpoint", "Shaper", "sse"]
 
 Endpoint = Literal["chat", "completions"]
+PATHS: dict[Endpoint, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+"""Each endpoint's path, on the proxy and upstream alike."""
 
 DONE = b"data: [DONE]\n\n"
 

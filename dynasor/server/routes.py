@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from dynasor._tasks import first_error
 from dynasor.server._body import check_depth, parse_json, read_body
 from dynasor.server._passthrough import Relay, ServingError
-from dynasor.server._shapes import Endpoint
+from dynasor.server._shapes import PATHS, Endpoint
 from dynasor.server.metrics import CONTENT_TYPE_LATEST
 from dynasor.server.protocol import ChatCompletionRequest, CompletionRequest, ErrorResponse, validation_message
 from dynasor.server.state import ProxyState
@@ -168,7 +168,8 @@ async def _handle(
             state.check_limits(fields)
             relay = await _until_disconnect(
                 request,
-                state.relay.forward("POST", _UPSTREAM_PATHS[endpoint], raw, request.headers, stream=fields.stream),
+                # The endpoint's own path upstream, whatever prefix (a --root-path) the client's had.
+                state.relay.forward("POST", PATHS[endpoint], raw, request.headers, stream=fields.stream),
             )
             response = _to_response(relay)
         else:
@@ -248,11 +249,9 @@ def _to_response(relay: Relay) -> Response:
 
 
 _COMPLETIONS: dict[str, tuple[Endpoint, type[ChatCompletionRequest] | type[CompletionRequest]]] = {
-    "/v1/chat/completions": ("chat", ChatCompletionRequest),
-    "/v1/completions": ("completions", CompletionRequest),
+    PATHS["chat"]: ("chat", ChatCompletionRequest),
+    PATHS["completions"]: ("completions", CompletionRequest),
 }
-# The upstream path of each endpoint, whatever prefix (a --root-path) the client's request had.
-_UPSTREAM_PATHS: dict[Endpoint, str] = {endpoint: path for path, (endpoint, _) in _COMPLETIONS.items()}
 
 
 class CompletionsFirst:
