@@ -8,14 +8,14 @@ below declare them for the schema and the docs, and serve them when that layer i
 A handler that answers as a whole races the work against the client's disconnect, and a
 disconnect cancels the work: a reasoning query then aborts every sub-request in the
 engine, a pass-through request closes its upstream connection (vLLM aborts on that).
-Streams are cancelled by the server itself when the client goes away.
+A streamed answer races the disconnect the same way (:class:`_EventStream`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Coroutine
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
@@ -187,7 +187,7 @@ async def _handle(
                 kind = "reasoning"
                 plan = state.reasoning.plan(endpoint, body)
                 if body.stream:
-                    response = StreamingResponse(state.reasoning.stream(plan), media_type="text/event-stream")
+                    response = _EventStream(state.reasoning.stream(plan), media_type="text/event-stream")
                 else:
                     answer = await _until_disconnect(request, state.reasoning.complete(plan))
                     response = JSONResponse(answer)
@@ -203,48 +203,64 @@ async def _handle(
 
 
 async def _until_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Await ``work``; if the client disconnects first, cancel it and raise :class:`ClientGone`.
+    """Await ``work``; if the client disconnects first, cancel it and raise :class:`ClientGone`."""
+    return await _racing_disconnect(request.receive, work)
 
-    The work runs in this task, inside a task group whose one child watches the connection:
-    a disconnect fails the child, which cancels the group's body (the work); the work's end
-    cancels the child. Both have ended when this returns.
+
+async def _racing_disconnect(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work`` in this task, inside a task group whose one child watches the connection:
+    a disconnect fails the child, which cancels the group's body (the work) and raises
+    :class:`ClientGone`; the work's end cancels the child. Both have ended when this returns.
     """
     async with first_error(), asyncio.TaskGroup() as group:
-        watcher = group.create_task(_watch_connection(request))
+        watcher = group.create_task(_watch_connection(receive))
         try:
             return await work
         finally:
             watcher.cancel()
 
 
-async def _watch_connection(request: Request) -> None:
+async def _watch_connection(receive: Receive) -> None:
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
 
 
-class _RelayResponse(StreamingResponse):
-    """A relayed stream that is closed when the response ends, even one never started."""
+class _EventStream(StreamingResponse):
+    """A streamed response sent from the request's own task while one child task watches the
+    connection: a disconnect cancels the stream (its generator's cleanup runs, which aborts the
+    engine work behind it), and ``close`` runs however the response ends, even one never started.
 
-    def __init__(self, relay: Relay) -> None:
-        assert relay.stream is not None
-        super().__init__(relay.stream, status_code=relay.status, headers=relay.headers)
-        self.close = relay.close
+    Starlette's own streamed response does the same with an anyio task group per response, about
+    0.1 ms of CPU: a tenth of a short relayed stream's cost in the proxy.
+    """
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    def __init__(
+        self,
+        content: AsyncIterable[bytes],
+        *,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(content, status_code=status_code, headers=headers, media_type=media_type)
+        self._close = close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await _racing_disconnect(receive, self.stream_response(send))
+        except (ClientGone, OSError):  # the client went away mid-stream: nobody to tell
+            pass
         finally:
-            if self.close is not None:
-                await self.close()
+            if self._close is not None:
+                await self._close()
 
 
 def _to_response(relay: Relay) -> Response:
     if relay.stream is not None:
-        if relay.close is not None:
-            return _RelayResponse(relay)
-        return StreamingResponse(relay.stream, status_code=relay.status, headers=relay.headers)
+        return _EventStream(relay.stream, status_code=relay.status, headers=relay.headers, close=relay.close)
     return Response(relay.body, status_code=relay.status, headers=relay.headers)
 
 

@@ -285,3 +285,39 @@ def test_a_connection_closed_without_answer_is_retried_once(make_proxy):
         listener.close()
         server.join(timeout=10)
     assert not server.is_alive()
+
+
+def test_a_client_leaving_a_relayed_stream_closes_the_upstream_stream(make_proxy, serve):
+    # The upstream streams for ~10 s; the client reads two chunks and hangs up. The proxy must
+    # notice and close its upstream stream (vLLM aborts the request on that), not drain it.
+    ended: list[tuple[float, int]] = []
+
+    async def long_stream(request: Request) -> Response:
+        await request.body()
+
+        async def chunks():
+            sent = 0
+            try:
+                for i in range(200):
+                    yield _chunk(i)
+                    sent += 1
+                    await asyncio.sleep(0.05)
+            finally:
+                ended.append((time.monotonic(), sent))
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    app = Starlette(routes=[Route("/v1/chat/completions", long_stream, methods=["POST"]), Route("/v1/models", _models)])
+    with serve(app) as upstream, make_proxy(ServerSettings(upstreams=(upstream,))) as (url, _):
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        with httpx.Client(timeout=5.0) as client, client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            assert next(lines).startswith("data: ")
+            left = time.monotonic()
+        deadline = time.monotonic() + 5.0
+        while not ended and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ended, "the upstream stream was still open 5 s after the client left"
+        closed_at, sent = ended[0]
+        assert closed_at - left < 3.0 and sent < 100
