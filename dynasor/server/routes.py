@@ -110,7 +110,9 @@ async def models(request: Request) -> Response:
     if state.relay is None:
         return JSONResponse(state.sim_models())
     try:
-        relay = await _until_disconnect(request, state.relay.forward("GET", "/v1/models", b"", {}, stream=False))
+        relay = await _until_disconnect(
+            request.receive, state.relay.forward("GET", "/v1/models", b"", {}, stream=False)
+        )
     except ServingError as exc:
         return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
     except ClientGone:
@@ -167,7 +169,7 @@ async def _handle(
             fields = state.plain_fields(data)
             state.check_limits(fields)
             relay = await _until_disconnect(
-                request,
+                request.receive,
                 # The endpoint's own path upstream, whatever prefix (a --root-path) the client's had.
                 state.relay.forward("POST", PATHS[endpoint], raw, request.headers, stream=fields.stream),
             )
@@ -182,14 +184,14 @@ async def _handle(
             state.check_limits(body)
             if body.dynasor is None:
                 assert state.sim is not None
-                response = _to_response(await _until_disconnect(request, state.sim.answer(endpoint, body)))
+                response = _to_response(await _until_disconnect(request.receive, state.sim.answer(endpoint, body)))
             else:
                 kind = "reasoning"
                 plan = state.reasoning.plan(endpoint, body)
                 if body.stream:
                     response = _EventStream(state.reasoning.stream(plan), media_type="text/event-stream")
                 else:
-                    answer = await _until_disconnect(request, state.reasoning.complete(plan))
+                    answer = await _until_disconnect(request.receive, state.reasoning.complete(plan))
                     response = JSONResponse(answer)
         status = response.status_code
         return response
@@ -202,12 +204,7 @@ async def _handle(
         state.metrics.requests.labels(endpoint, kind, str(status)).inc()
 
 
-async def _until_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Await ``work``; if the client disconnects first, cancel it and raise :class:`ClientGone`."""
-    return await _racing_disconnect(request.receive, work)
-
-
-async def _racing_disconnect(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
+async def _until_disconnect(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
     """Await ``work`` in this task, inside a task group whose one child watches the connection:
     a disconnect fails the child, which cancels the group's body (the work) and raises
     :class:`ClientGone`; the work's end cancels the child. Both have ended when this returns.
@@ -250,7 +247,7 @@ class _EventStream(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await _racing_disconnect(receive, self.stream_response(send))
+            await _until_disconnect(receive, self.stream_response(send))
         except (ClientGone, OSError):  # the client went away mid-stream: nobody to tell
             pass
         finally:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests._scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "build_cruxeval_traces.py"
 RAW = ROOT / "data" / "raw" / "traces_cruxeval_gpt35_input"
 BUNDLED = ROOT / "dynasor" / "data" / "traces" / "cruxeval_input-gpt35.jsonl.gz"
 GENERATIONS = "gpt-3.5-turbo-0613_temp0.2_input.generations.json"
@@ -25,11 +25,7 @@ CODE = "def f(a, b):\n    return a + b"
 
 @pytest.fixture(scope="module")
 def build() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_cruxeval_traces", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_cruxeval_traces")
 
 
 def test_read_problems_and_generations(build: ModuleType) -> None:

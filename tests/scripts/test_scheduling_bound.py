@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,15 +10,13 @@ from types import ModuleType
 
 import pytest
 
+from tests._scripts import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "scheduling_bound.py"
 
 
 def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("scheduling_bound", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scheduling_bound")
 
 
 def test_the_oracle_drops_the_heaviest_share_unserved() -> None:
