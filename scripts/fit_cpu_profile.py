@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import random
 import statistics
 import time
@@ -180,6 +181,15 @@ async def measure(client: httpx.AsyncClient, args: argparse.Namespace, rng: rand
     return obs, prefill, decode_summary
 
 
+def _load_note(load: list[float] | None) -> str:
+    if not load:
+        return "The machine's load while measuring was not recorded."
+    return (
+        f"Load average (1 min) {load[0]:.2f} before measuring and {load[1]:.2f} after: "
+        "other work on the machine slows the engine's steps."
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     timeout = httpx.Timeout(600.0, connect=5.0)
@@ -190,8 +200,12 @@ async def main(args: argparse.Namespace) -> None:
             obs = [tuple(o) for o in saved["observations"]]
             prefill = [tuple(o) for o in saved["prefill"]]
             decode_summary = saved["decode"]
+            load = saved.get("load_average")
         else:
+            # The machine's load says how far the step times can be trusted (other work slows them).
+            load_before = os.getloadavg()[0]
             obs, prefill, decode_summary = await measure(client, args, rng)
+            load = [load_before, os.getloadavg()[0]]
         coef, stats = fit(obs, prefill)
         seqs, kv = await server_limits(client)
 
@@ -201,7 +215,14 @@ async def main(args: argparse.Namespace) -> None:
     if args.raw and not args.from_raw:
         Path(args.raw).write_text(
             json.dumps(
-                {"decode": decode_summary, "observations": obs, "prefill": prefill, "fit": fitted, "stats": stats}
+                {
+                    "decode": decode_summary,
+                    "observations": obs,
+                    "prefill": prefill,
+                    "fit": fitted,
+                    "stats": stats,
+                    "load_average": load,
+                }
             )
         )
     if not (args.write or args.profile_out):
@@ -225,7 +246,7 @@ async def main(args: argparse.Namespace) -> None:
         f"slope of time to first token over fresh prompts of {PREFILL_LENGTHS[0]}-{PREFILL_LENGTHS[-1]} "
         f"tokens (fixed part {stats['prefill_fixed_s'] * 1e3:.0f} ms per request, not modelled). "
         f"max_num_seqs is vLLM's CPU default for the API server, kv_tokens the server's reported "
-        f"KV-cache size. Other work shared the machine while measuring, so step times carry noise."
+        f"KV-cache size. {_load_note(load)}"
     )
     if args.profile_out:
         # A profile of its own (``--engine-profile FILE``): one machine's state, not the bundled one.

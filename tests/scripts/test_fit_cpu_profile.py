@@ -29,7 +29,7 @@ def _observations(rng: np.random.Generator) -> dict[str, object]:
                 decode.append((b, context, 0, step * rng.uniform(0.97, 1.03)))
     # Time to first token: a fixed per-request part (HTTP, tokenisation) plus the prefill itself.
     prefill = [(1, p, p, 0.05 + TRUE["prefill_per_token_s"] * p) for p in (64, 256, 1024, 2048) for _ in range(2)]
-    return {"decode": {}, "observations": decode, "prefill": prefill}
+    return {"decode": {}, "observations": decode, "prefill": prefill, "load_average": [0.25, 1.5]}
 
 
 def test_saved_observations_fit_back_and_the_profile_loads(tmp_path: Path) -> None:
@@ -45,3 +45,5 @@ def test_saved_observations_fit_back_and_the_profile_loads(tmp_path: Path) -> No
     assert profile.name == "cpu-tiny-here" and profile.max_num_seqs == 64
     for name, value in TRUE.items():
         assert getattr(profile, name) == pytest.approx(value, rel=0.1), name
+    # The profile says how loaded the machine was when its observations were taken.
+    assert "Load average (1 min) 0.25 before measuring and 1.50 after" in profile.source
