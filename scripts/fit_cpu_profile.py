@@ -9,18 +9,24 @@ Measures, with streaming timestamps and ``ignore_eos`` so lengths are exact:
   time per iteration is ``dt / dtokens`` between chunks of the steady phase (all ``b``
   sequences running). Each interval is one observation with ``b`` running sequences and
   ``b * (P + k)`` context tokens (``k`` tokens generated so far).
-* prefill: one request with a fresh ``P``-token prompt (random ids, so the prefix cache
-  cannot help) and ``max_tokens=1``; its time to first token is one iteration that
-  prefills ``P`` tokens.
+* prefill inside a running batch: ``b`` requests decode; once they run, a request with a fresh
+  ``F``-token prompt (random ids, so the prefix cache cannot help) and ``max_tokens=1`` joins
+  them. The iteration that prefills it is the longest the running requests see while it waits
+  for its first token: one iteration with ``b + 1`` sequences that prefills ``F`` tokens, which
+  is how the simulator charges a prefill (and how a workload's prompts meet the engine).
+* prefill alone (printed, not fitted): the time to first token of a lone fresh prompt, which
+  also holds the per-request cost outside any iteration (HTTP, tokenisation, scheduling).
 
 Then a non-negative least-squares fit of the sim's iteration cost::
 
     step_s = step_base_s + step_per_seq_s * b + step_per_context_token_s * C + prefill_per_token_s * F
 
-(decode observations have ``F = 0``; prefill observations ``b = 1``, ``C = P``, ``F = P``),
-prints the coefficients with the fit's error, and with ``--write`` replaces the ``cpu-tiny``
-entry of ``dynasor/engine/sim/profiles.json`` (``max_num_seqs`` and ``kv_tokens`` are read from the
-server's ``/metrics``). Every figure printed is ``real engine`` (the server and model named).
+on the decode iterations (``F = 0``), and ``prefill_per_token_s`` from what the in-batch prefill
+iterations took beyond that decode cost (least squares through the origin, as the simulator has
+no fixed part per admission); prints the coefficients with the fits' errors, and with
+``--write`` replaces the ``cpu-tiny`` entry of ``dynasor/engine/sim/profiles.json``
+(``max_num_seqs`` and ``kv_tokens`` are read from the server's ``/metrics``). Every figure
+printed is ``real engine`` (the server and model named).
 """
 
 from __future__ import annotations
@@ -44,12 +50,21 @@ PROFILES = Path(__file__).resolve().parents[1] / "dynasor" / "engine" / "sim" / 
 # Prefill dominates a run's cost on CPU (b * P prompt tokens), so long prompts only at small b.
 DECODE_GRID = [(1, 16), (8, 16), (32, 16), (64, 16), (1, 256), (8, 128), (16, 128), (4, 512)]
 PREFILL_LENGTHS = (128, 256, 512)
+# Prompts joining a running batch: the lengths of a reasoning workload's prompts, at two batch sizes.
+IN_BATCH_GRID = [(b, f) for b in (2, 4) for f in (32, 64, 128, 256)]
+IN_BATCH_CONTEXT = 64  # prompt tokens of each running request
+IN_BATCH_TOKENS = 128  # tokens each running request generates: enough to outlast the newcomer's prefill
 
 
 async def stream_times(
-    client: httpx.AsyncClient, model: str, ids: list[int], max_tokens: int
+    client: httpx.AsyncClient,
+    model: str,
+    ids: list[int],
+    max_tokens: int,
+    out: list[tuple[float, int]] | None = None,
 ) -> list[tuple[float, int]]:
-    """(monotonic time, completion tokens so far) for every chunk of one streamed request."""
+    """(monotonic time, completion tokens so far) for every chunk of one streamed request,
+    appended to ``out`` as they arrive when given (so others can watch its progress)."""
     body = {
         "model": model,
         "prompt": ids,
@@ -59,7 +74,8 @@ async def stream_times(
         "stream": True,
         "stream_options": {"include_usage": True, "continuous_usage_stats": True},
     }
-    out = [(time.monotonic(), 0)]
+    out = [] if out is None else out
+    out.append((time.monotonic(), 0))
     async with client.stream("POST", "/v1/completions", json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
@@ -103,6 +119,35 @@ async def measure_prefill(
     return (1, p, p, times[1][0] - times[0][0])
 
 
+async def measure_prefill_in_batch(
+    client: httpx.AsyncClient, model: str, rng: random.Random, b: int, f: int, t: int
+) -> tuple[int, int, int, float]:
+    """(running, context, prefill, seconds) of the iteration that prefilled a fresh ``f``-token
+    prompt joining ``b`` running requests."""
+    runs: list[list[tuple[float, int]]] = [[] for _ in range(b)]
+    async with asyncio.TaskGroup() as group:
+        for run in runs:
+            group.create_task(stream_times(client, model, fresh_prompt(rng, IN_BATCH_CONTEXT), t, run))
+        # Join once every running request has a few tokens: all b decode, none prefills.
+        while not all(run and run[-1][1] >= 4 for run in runs):
+            await asyncio.sleep(0.005)
+        generated = min(run[-1][1] for run in runs)
+        joined = await stream_times(client, model, fresh_prompt(rng, f), 1)
+    start, first = joined[0][0], joined[1][0]
+    # Per running request, its longest iteration while the newcomer waited for its first token.
+    longest = []
+    for run in runs:
+        steps = [
+            (t1 - t0) / (k1 - k0)
+            for (t0, k0), (t1, k1) in itertools.pairwise(run[1:])
+            if k1 > k0 and t1 > start and t0 < first
+        ]
+        if steps and run[-1][0] > first:  # it ran through the whole wait
+            longest.append(max(steps))
+    context = b * (IN_BATCH_CONTEXT + generated) + f
+    return (b + 1, context, f, statistics.median(longest) if longest else float("nan"))
+
+
 async def server_limits(client: httpx.AsyncClient) -> tuple[int | None, int | None]:
     """(max_num_seqs, KV-cache tokens) from the server's /metrics info gauges, when exposed."""
     text = (await client.get("/metrics")).text
@@ -116,13 +161,17 @@ async def server_limits(client: httpx.AsyncClient) -> tuple[int | None, int | No
 
 
 def fit(
-    decode: list[tuple[int, int, int, float]], prefill: list[tuple[int, int, int, float]]
+    decode: list[tuple[int, int, int, float]],
+    prefill: list[tuple[int, int, int, float]],
+    in_batch: list[tuple[int, int, int, float]] | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Coefficients ``[base, per_seq, per_context_token, prefill_per_token]`` and fit statistics.
 
-    The decode terms come from the decode iterations (non-negative least squares); the prefill
-    term from the slope of time to first token over prompt length, which cancels the fixed
-    per-request cost (HTTP, tokenisation, scheduling) that is no part of an iteration.
+    The decode terms come from the decode iterations (non-negative least squares). The prefill
+    term comes from the in-batch prefill iterations when there are any: what each took beyond
+    the decode cost of its iteration, over the tokens it prefilled. Without them (observations
+    saved before they were measured) it is the slope of a lone request's time to first token
+    over prompt length, which cancels the per-request cost outside the iteration.
     """
     x = np.array([[1.0, b, c] for b, c, _, _ in decode])
     y = np.array([s for *_, s in decode])
@@ -135,11 +184,23 @@ def fit(
     lengths = np.array([f for _, _, f, _ in prefill], dtype=float)
     ttft = np.array([s for *_, s in prefill])
     slope, intercept = np.polyfit(lengths, ttft, 1)
-    stats = {
+    stats: dict[str, float] = {}
+    joined = [o for o in in_batch or [] if np.isfinite(o[3])]
+    if joined:
+        tokens = np.array([f for _, _, f, _ in joined], dtype=float)
+        decode_cost = np.array([[1.0, b, c] for b, c, _, _ in joined]) @ coef
+        beyond = np.array([s for *_, s in joined]) - decode_cost
+        slope = float(tokens @ beyond / (tokens @ tokens))
+        explained = decode_cost + slope * tokens
+        seconds = np.array([s for *_, s in joined])
+        stats["prefill_in_batch_observations"] = len(joined)
+        stats["prefill_in_batch_median_rel_error"] = float(np.median(np.abs(explained - seconds) / seconds))
+    stats |= {
         "decode_r2": float(1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)),
         "decode_median_rel_error": float(np.median(rel)),
         "decode_p90_rel_error": float(np.quantile(rel, 0.9)),
         "decode_observations": len(decode),
+        "prefill_alone_slope_s": float(np.polyfit(lengths, ttft, 1)[0]),
         "prefill_fixed_s": float(intercept),
         "prefill_observations": len(prefill),
     }
@@ -160,7 +221,9 @@ def replace_entry(text: str, name: str, entry: dict[str, object]) -> str:
     return text[:start] + f'"{name}": ' + body + text[end + 1 :]
 
 
-async def measure(client: httpx.AsyncClient, args: argparse.Namespace, rng: random.Random) -> tuple[list, list, list]:
+async def measure(
+    client: httpx.AsyncClient, args: argparse.Namespace, rng: random.Random
+) -> tuple[list, list, list, list]:
     """Run the decode grid and the prefill probes; print a line per setting."""
     model = args.model or (await client.get("/v1/models")).json()["data"][0]["id"]
     await stream_times(client, model, fresh_prompt(rng, 32), 8)  # warm-up
@@ -177,8 +240,32 @@ async def measure(client: httpx.AsyncClient, args: argparse.Namespace, rng: rand
         for _ in range(args.repeats):
             prefill.append(await measure_prefill(client, model, rng, p))
         med = statistics.median(o[3] for o in prefill if o[1] == p)
-        print(f"prefill P={p:5d}: {med * 1e3:7.2f} ms to first token", flush=True)
-    return obs, prefill, decode_summary
+        print(f"prefill P={p:5d}: {med * 1e3:7.2f} ms to first token (alone)", flush=True)
+    in_batch = []
+    for b, f in IN_BATCH_GRID:
+        got = [await measure_prefill_in_batch(client, model, rng, b, f, IN_BATCH_TOKENS) for _ in range(args.repeats)]
+        in_batch += got
+        med = statistics.median(o[3] for o in got)
+        print(f"prefill F={f:5d} joining b={b:3d}: {med * 1e3:7.2f} ms for its iteration", flush=True)
+    return obs, prefill, in_batch, decode_summary
+
+
+def _prefill_note(stats: dict[str, float]) -> str:
+    alone = (
+        f"a lone fresh prompt's time to first token over {PREFILL_LENGTHS[0]}-{PREFILL_LENGTHS[-1]} tokens "
+        f"grows {stats['prefill_alone_slope_s'] * 1e3:.2f} ms a token (fixed part "
+        f"{stats['prefill_fixed_s'] * 1e3:.0f} ms per request, not modelled)"
+    )
+    if "prefill_in_batch_observations" not in stats:
+        return f"prefill_per_token_s is the slope of that: {alone}."
+    lengths = sorted({f for _, f in IN_BATCH_GRID})
+    batches = sorted({b for b, _ in IN_BATCH_GRID})
+    return (
+        f"prefill_per_token_s is what {stats['prefill_in_batch_observations']:.0f} iterations prefilling a fresh "
+        f"prompt of {lengths[0]}-{lengths[-1]} tokens joining {batches[0]}-{batches[-1]} running requests took "
+        f"beyond their decode cost, per prefilled token (median relative error "
+        f"{stats['prefill_in_batch_median_rel_error']:.0%}); {alone}."
+    )
 
 
 def _load_note(load: list[float] | None) -> str:
@@ -199,14 +286,15 @@ async def main(args: argparse.Namespace) -> None:
             saved = json.loads(Path(args.from_raw).read_text())
             obs = [tuple(o) for o in saved["observations"]]
             prefill = [tuple(o) for o in saved["prefill"]]
+            in_batch = [tuple(o) for o in saved.get("prefill_in_batch", [])]
             decode_summary = saved["decode"]
             load = saved.get("load_average")
         else:
             # The machine's load says how far the step times can be trusted (other work slows them).
             load_before = os.getloadavg()[0]
-            obs, prefill, decode_summary = await measure(client, args, rng)
+            obs, prefill, in_batch, decode_summary = await measure(client, args, rng)
             load = [load_before, os.getloadavg()[0]]
-        coef, stats = fit(obs, prefill)
+        coef, stats = fit(obs, prefill, in_batch)
         seqs, kv = await server_limits(client)
 
     names = ["step_base_s", "step_per_seq_s", "step_per_context_token_s", "prefill_per_token_s"]
@@ -219,6 +307,7 @@ async def main(args: argparse.Namespace) -> None:
                     "decode": decode_summary,
                     "observations": obs,
                     "prefill": prefill,
+                    "prefill_in_batch": in_batch,
                     "fit": fitted,
                     "stats": stats,
                     "load_average": load,
@@ -242,9 +331,7 @@ async def main(args: argparse.Namespace) -> None:
         f"(real engine: vllm.entrypoints.openai.api_server, model smollm2): step terms from "
         f"{stats['decode_observations']} decode iterations timed from streamed chunks (batch 1-64, "
         f"prompts 16-512 tokens, ignore_eos; non-negative least squares, R^2 {stats['decode_r2']:.2f}, "
-        f"median relative error {stats['decode_median_rel_error']:.0%}); prefill_per_token_s is the "
-        f"slope of time to first token over fresh prompts of {PREFILL_LENGTHS[0]}-{PREFILL_LENGTHS[-1]} "
-        f"tokens (fixed part {stats['prefill_fixed_s'] * 1e3:.0f} ms per request, not modelled). "
+        f"median relative error {stats['decode_median_rel_error']:.0%}); {_prefill_note(stats)} "
         f"max_num_seqs is vLLM's CPU default for the API server, kv_tokens the server's reported "
         f"KV-cache size. {_load_note(load)}"
     )
