@@ -22,6 +22,7 @@ profiles (each fitted at another time, or under another load).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -50,6 +51,13 @@ def _row(run: Any, duration: float) -> dict[str, Any]:
         "tokens_per_query": m.tokens_per_query,
         "exit_reasons": m.exit_reasons,
     }
+
+
+def _write_queries(path: Path, outcomes: Any) -> None:
+    """Every query's outcome, one JSON line each: where the twin and the engine part, query by query."""
+    with path.open("w") as f:
+        for outcome in sorted(outcomes, key=lambda o: o.arrival):
+            f.write(json.dumps(dataclasses.asdict(outcome)) + "\n")
 
 
 def main() -> None:
@@ -100,10 +108,12 @@ def main() -> None:
             start = time.perf_counter()
             [run] = run_points(live, [PointSpec(policy, args.rate, args.slo_scale, True)])
             report["real"][policy] = _row(run, args.duration) | {"wall_s": time.perf_counter() - start}
+            _write_queries(out / f"queries-{policy}-real.jsonl", run.outcomes)
             print(f"[{real_label}] {policy}: {json.dumps(report['real'][policy])}", flush=True)
         twin = RunConfig(load_workload("sc-math").with_recorded(samples), engine_profile=args.profile, **common)
         [run] = run_points(twin, [PointSpec(policy, args.rate, args.slo_scale, True)])
         report["simulated"][policy] = _row(run, args.duration)
+        _write_queries(out / f"queries-{policy}-simulated.jsonl", run.outcomes)
     print(f"\n{'policy':>8} | {'run':<34} | attainment | p50 / p90 latency (s) | queued | mean queue (s) | tokens/q")
     for policy in policies:
         for label, side in ((real_label, "real"), (sim_label, "simulated")):
@@ -118,7 +128,7 @@ def main() -> None:
         report.setdefault("p90_error", {})[policy] = error
         print(f"{policy:>8} | simulated p90 latency vs real: {error:+.0%}")
     (out / "comparison.json").write_text(json.dumps(report, indent=2))
-    print(f"written: {out / 'comparison.json'} and the recorded samples next to it")
+    print(f"written: {out / 'comparison.json'}, each query's outcome and the recorded samples next to it")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,12 @@ def test_twins_of_an_earlier_run_replay_its_samples(tmp_path: Path) -> None:
     twin = report["simulated"]["fcfs"]
     assert twin["queries"] == real["queries"] > 3 and twin["latency_p90_s"] > 0
     assert report["p90_error"]["fcfs"] == (twin["latency_p90_s"] - real["latency_p90_s"]) / real["latency_p90_s"]
+    # Each twin query's outcome, in arrival order, to set beside the engine's query by query.
+    lines = (out / "queries-fcfs-simulated.jsonl").read_text().splitlines()
+    queries = [json.loads(line) for line in lines]
+    assert len(queries) == twin["queries"]
+    assert [q["arrival"] for q in queries] == sorted(q["arrival"] for q in queries)
+    assert sum(q["completion_tokens"] for q in queries) / len(queries) == twin["tokens_per_query"]
 
     refused = subprocess.run([*base, "--rate", "0.25"], capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "--twin-of" in refused.stderr
