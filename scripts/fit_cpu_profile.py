@@ -173,7 +173,11 @@ def fit(
     saved before they were measured) it is the slope of a lone request's time to first token
     over prompt length, which cancels the per-request cost outside the iteration.
     """
-    x = np.array([[1.0, b, c] for b, c, _, _ in decode])
+
+    def decode_terms(observations: list[tuple[int, int, int, float]]) -> np.ndarray:
+        return np.array([[1.0, b, c] for b, c, _, _ in observations])
+
+    x = decode_terms(decode)
     y = np.array([s for *_, s in decode])
     # Scale columns so the solver sees comparable magnitudes, then undo the scaling.
     scale = x.max(axis=0)
@@ -183,28 +187,28 @@ def fit(
     rel = np.abs(pred - y) / y
     lengths = np.array([f for _, _, f, _ in prefill], dtype=float)
     ttft = np.array([s for *_, s in prefill])
-    slope, intercept = np.polyfit(lengths, ttft, 1)
-    stats: dict[str, float] = {}
-    joined = [o for o in in_batch or [] if np.isfinite(o[3])]
-    if joined:
-        tokens = np.array([f for _, _, f, _ in joined], dtype=float)
-        decode_cost = np.array([[1.0, b, c] for b, c, _, _ in joined]) @ coef
-        beyond = np.array([s for *_, s in joined]) - decode_cost
-        slope = float(tokens @ beyond / (tokens @ tokens))
-        explained = decode_cost + slope * tokens
-        seconds = np.array([s for *_, s in joined])
-        stats["prefill_in_batch_observations"] = len(joined)
-        stats["prefill_in_batch_median_rel_error"] = float(np.median(np.abs(explained - seconds) / seconds))
-    stats |= {
+    alone_slope, intercept = np.polyfit(lengths, ttft, 1)
+    stats: dict[str, float] = {
         "decode_r2": float(1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)),
         "decode_median_rel_error": float(np.median(rel)),
         "decode_p90_rel_error": float(np.quantile(rel, 0.9)),
         "decode_observations": len(decode),
-        "prefill_alone_slope_s": float(np.polyfit(lengths, ttft, 1)[0]),
+        "prefill_alone_slope_s": float(alone_slope),
         "prefill_fixed_s": float(intercept),
         "prefill_observations": len(prefill),
     }
-    return np.append(coef, max(float(slope), 0.0)), stats
+    prefill_per_token = float(alone_slope)
+    joined = [o for o in in_batch or [] if np.isfinite(o[3])]
+    if joined:
+        tokens = np.array([f for _, _, f, _ in joined], dtype=float)
+        seconds = np.array([s for *_, s in joined])
+        decode_cost = decode_terms(joined) @ coef
+        # Least squares through the origin: the simulator has no fixed cost per admission.
+        prefill_per_token = float(tokens @ (seconds - decode_cost) / (tokens @ tokens))
+        explained = decode_cost + prefill_per_token * tokens
+        stats["prefill_in_batch_observations"] = len(joined)
+        stats["prefill_in_batch_median_rel_error"] = float(np.median(np.abs(explained - seconds) / seconds))
+    return np.append(coef, max(prefill_per_token, 0.0)), stats
 
 
 def replace_entry(text: str, name: str, entry: dict[str, object]) -> str:
