@@ -25,10 +25,11 @@ import argparse
 import dataclasses
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from eval.bench import PointSpec, RunConfig, load_workload, run_points, summarize
+from eval.bench import PointRun, PointSpec, QueryOutcome, RunConfig, load_workload, run_points, summarize
 
 KNOBS: dict[str, Any] = {
     "max_samples": 6,
@@ -38,7 +39,7 @@ KNOBS: dict[str, Any] = {
 }
 
 
-def _row(run: Any, duration: float) -> dict[str, Any]:
+def _row(run: PointRun, duration: float) -> dict[str, Any]:
     m = summarize(run.outcomes, duration)
     queue = sorted(o.queue_time for o in run.outcomes)
     return {
@@ -53,7 +54,7 @@ def _row(run: Any, duration: float) -> dict[str, Any]:
     }
 
 
-def _write_queries(path: Path, outcomes: Any) -> None:
+def _write_queries(path: Path, outcomes: Iterable[QueryOutcome]) -> None:
     """Every query's outcome, one JSON line each: where the twin and the engine part, query by query."""
     with path.open("w") as f:
         for outcome in sorted(outcomes, key=lambda o: o.arrival):
